@@ -1,1 +1,7 @@
-//! placeholder
+//! The IO-free protocol engine. Nothing here touches sockets, files, clocks or the async runtime:
+//! time and randomness come in as arguments, frames and actions go out as data.
+
+pub mod crypto;
+pub mod decoder;
+pub mod encoder;
+pub mod frame;
