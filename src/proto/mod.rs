@@ -1,7 +1,12 @@
 //! The IO-free protocol engine. Nothing here touches sockets, files, clocks or the async runtime:
 //! time and randomness come in as arguments, frames and actions go out as data.
 
+pub mod command;
+pub mod connection;
 pub mod crypto;
 pub mod decoder;
 pub mod encoder;
 pub mod frame;
+pub mod requests;
+pub mod strings;
+pub mod wazuh_error;
