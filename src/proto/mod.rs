@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod decoder;
 pub mod encoder;
 pub mod frame;
+pub mod node;
 pub mod requests;
 pub mod strings;
 pub mod wazuh_error;

@@ -26,6 +26,9 @@ impl WazuhError {
     pub fn message(&self) -> &'static str {
         match self.code {
             1000 => "Wazuh Internal Error",
+            1724 => "Not a valid select field",
+            1728 => "Invalid type",
+            1730 => "Node does not exist",
             3000 => "Cluster",
             3001 => "Error creating zip file",
             3007 => "Client.keys file received in master node",

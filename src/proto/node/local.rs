@@ -1,0 +1,189 @@
+//! Local clients of `queue/cluster/c-internal.sock` (PROTOCOL.md §7): `cluster_control`, the API and
+//! Wazuh's C daemons. No hello and no encryption; the server names each client with a random id.
+
+use std::time::Instant;
+
+use super::{push_frames, ConnId, Node, Now, PeerConn, Purpose, Role};
+use crate::proto::command::Command;
+use crate::proto::connection::Event;
+use crate::proto::wazuh_error::WazuhError;
+use crate::{clog_debug, clog_error, clog_warn};
+
+/// One local client.
+pub(super) struct LocalPeer {
+    pub(super) conn: PeerConn,
+    client_id: u32,
+    last_keepalive: Instant,
+}
+
+/// A message to deliver to a local client as a new request (`control_res`, `err`, ...).
+pub(super) struct LocalDelivery {
+    pub(super) local: ConnId,
+    pub(super) command: &'static str,
+    pub(super) payload: Vec<u8>,
+}
+
+impl LocalPeer {
+    pub(super) fn new(conn: PeerConn, client_id: u32, now: Now) -> LocalPeer {
+        LocalPeer {
+            conn,
+            client_id,
+            last_keepalive: now.mono,
+        }
+    }
+
+    fn tag(&self) -> String {
+        format!("Local {}", self.client_id)
+    }
+
+    pub(super) fn log_closed(&self) {
+        clog_debug!(
+            self.tag(),
+            "Main",
+            "Local client {} disconnected.",
+            self.client_id
+        );
+    }
+}
+
+/// The plain-text answer stock nodes give to an unknown command.
+pub(super) fn unknown_command(command: &Command) -> Vec<u8> {
+    format!("unknown command 'b'{}''", command.as_str()).into_bytes()
+}
+
+impl Node {
+    pub(super) fn receive_local(&mut self, conn: ConnId, bytes: &[u8], now: Now) {
+        let Some(peer) = self.locals.get_mut(&conn) else {
+            return;
+        };
+        let mut events = Vec::new();
+        if let Err(e) = peer.conn.receive(bytes, now.mono, &mut events) {
+            clog_warn!(peer.tag(), "Main", "Closing local connection: {e}.");
+            self.locals.remove(&conn);
+            self.outputs.push(super::Output::Close { conn });
+            return;
+        }
+        for event in events {
+            if let Event::Request {
+                counter,
+                command,
+                payload,
+            } = event
+            {
+                self.local_request(conn, counter, command, payload, now);
+            }
+        }
+        if let Some(peer) = self.locals.get_mut(&conn) {
+            push_frames(&mut self.outputs, conn, peer.conn.take_outbox());
+        }
+        self.flush_all();
+    }
+
+    fn local_request(
+        &mut self,
+        conn: ConnId,
+        counter: u32,
+        command: Command,
+        payload: Vec<u8>,
+        now: Now,
+    ) {
+        let reply = match &command {
+            Command::EchoC => {
+                if let Some(peer) = self.locals.get_mut(&conn) {
+                    peer.last_keepalive = now.mono;
+                }
+                Some(("ok-m ", payload))
+            }
+            Command::GetConfig => Some(("ok", self.settings.get_config.to_string().into_bytes())),
+            Command::Other(name) if name == "get_runtime" => {
+                Some(("ok", self.settings.runtime_info.to_string().into_bytes()))
+            }
+            Command::GetNodes | Command::GetHealth => match &mut self.role {
+                Role::Master(master) => Some(
+                    match master.control(&command, &payload, &self.settings, now) {
+                        Ok(json) => ("ok", json.to_string().into_bytes()),
+                        Err(e) => ("err", e.to_payload()),
+                    },
+                ),
+                Role::Worker(worker) => {
+                    match worker.forward(
+                        &command,
+                        &payload,
+                        Purpose::ForwardToLocal { local: conn },
+                        &self.settings,
+                        now,
+                    ) {
+                        Ok(()) => Some(("ok", b"Sent request to master node".to_vec())),
+                        Err(e) => Some(("err", e.to_payload())),
+                    }
+                }
+            },
+            other => Some(("err", unknown_command(other))),
+        };
+        if let (Some((reply_command, reply_payload)), Some(peer)) =
+            (reply, self.locals.get_mut(&conn))
+        {
+            if let Err(e) = peer.conn.reply(counter, reply_command, &reply_payload) {
+                clog_error!(peer.tag(), "Main", "Could not answer '{command}': {e}");
+            }
+        }
+    }
+
+    /// Sends relayed answers to local clients as new requests, as stock nodes do.
+    pub(super) fn deliver_to_locals(&mut self, deliveries: Vec<LocalDelivery>, now: Now) {
+        let timeout = self.settings.timers.timeout_cluster_request;
+        for d in deliveries {
+            let Some(peer) = self.locals.get_mut(&d.local) else {
+                continue;
+            };
+            if let Err(e) =
+                peer.conn
+                    .request(d.command, &d.payload, Purpose::Ignore, now.mono, timeout)
+            {
+                clog_error!(
+                    peer.tag(),
+                    "Main",
+                    "Could not forward the master's answer: {e}"
+                );
+            }
+            push_frames(&mut self.outputs, d.local, peer.conn.take_outbox());
+        }
+    }
+
+    /// Local clients are held to the same keepalive rule as workers.
+    pub(super) fn check_local_keepalives(&mut self, now: Now) {
+        let limit = self.settings.timers.max_allowed_time_without_keepalive;
+        let silent: Vec<ConnId> = self
+            .locals
+            .iter()
+            .filter(|(_, p)| now.mono.saturating_duration_since(p.last_keepalive) > limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in silent {
+            if let Some(peer) = self.locals.remove(&conn) {
+                clog_error!(
+                    "Local Server",
+                    "Keep alive",
+                    "No keep alives have been received from {} in the last minute. Disconnecting",
+                    peer.client_id
+                );
+                self.outputs.push(super::Output::Close { conn });
+            }
+        }
+    }
+
+    pub(super) fn expire_local_requests(&mut self, now: Now) {
+        for peer in self.locals.values_mut() {
+            peer.conn.expire(now.mono);
+        }
+    }
+}
+
+/// A local request relayed to the master failed: tell the client with an `err` request.
+pub(super) fn relay_failure(local: ConnId, error: &WazuhError) -> LocalDelivery {
+    LocalDelivery {
+        local,
+        command: "err",
+        payload: error.to_payload(),
+    }
+}

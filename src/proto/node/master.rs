@@ -1,0 +1,453 @@
+//! The master's side of membership (PROTOCOL.md §2.3–§2.4): accepting workers, `hello`, keepalive
+//! checking, and the node listing every `get_nodes`/`get_health` is answered from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::listing::{self, NodeEntry, WorkerStatus};
+use super::local::unknown_command;
+use super::reasons::{master_side, valid_node_name};
+use super::{push_frames, ConnId, NodeSettings, Now, Output, PeerConn, Purpose};
+use crate::proto::command::Command;
+use crate::proto::connection::{ConnError, Event};
+use crate::proto::wazuh_error::WazuhError;
+use crate::{clog_debug, clog_error, clog_info, clog_warn};
+
+/// A connection on the cluster port.
+struct WorkerPeer {
+    conn: PeerConn,
+    ip: IpAddr,
+    port: u16,
+    /// Set by `hello` (even a refused one holds its name until the connection closes).
+    name: Option<String>,
+    version: String,
+    /// `hello` succeeded: the worker is listed.
+    accepted: bool,
+    last_keepalive: Instant,
+    last_keepalive_wall: SystemTime,
+    /// An `echo-m` liveness probe is in flight (another connection claimed this name).
+    probing: bool,
+}
+
+impl WorkerPeer {
+    fn tag(&self) -> String {
+        match &self.name {
+            Some(name) => format!("Worker {name}"),
+            None => "Master".to_string(),
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("('{}', {})", self.ip, self.port)
+    }
+}
+
+/// Every cluster connection of the master, in connection order.
+pub(super) struct Master {
+    workers: BTreeMap<ConnId, WorkerPeer>,
+    names: HashMap<String, ConnId>,
+}
+
+impl Master {
+    pub(super) fn new() -> Master {
+        Master {
+            workers: BTreeMap::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    pub(super) fn accept(
+        &mut self,
+        id: ConnId,
+        conn: PeerConn,
+        ip: IpAddr,
+        port: u16,
+        settings: &NodeSettings,
+        now: Now,
+    ) -> bool {
+        let from_ip = self.workers.values().filter(|w| w.ip == ip).count();
+        if from_ip >= settings.connections_per_ip_max {
+            clog_warn!(
+                "Master",
+                "Main",
+                "Too many connections from {ip} ({}), rejecting.",
+                from_ip + 1
+            );
+            return false;
+        }
+        let peer = WorkerPeer {
+            conn,
+            ip,
+            port,
+            name: None,
+            version: String::new(),
+            accepted: false,
+            last_keepalive: now.mono,
+            last_keepalive_wall: now.wall,
+            probing: false,
+        };
+        clog_info!("Master", "Main", "Connection from {}", peer.address());
+        self.workers.insert(id, peer);
+        true
+    }
+
+    pub(super) fn receive(
+        &mut self,
+        conn: ConnId,
+        bytes: &[u8],
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) {
+        let Some(peer) = self.workers.get_mut(&conn) else {
+            return;
+        };
+        let mut events = Vec::new();
+        if let Err(e) = peer.conn.receive(bytes, now.mono, &mut events) {
+            match e {
+                ConnError::Decrypt(_) => clog_error!(
+                    peer.tag(),
+                    "Main",
+                    "Could not decrypt message from {}: the node's cluster key does not match the master's. Closing connection.",
+                    peer.address()
+                ),
+                other => clog_warn!(peer.tag(), "Main", "Closing connection with {}: {other}.", peer.address()),
+            }
+            self.drop_peer(conn, outputs);
+            return;
+        }
+        for event in events {
+            match event {
+                Event::Request {
+                    counter,
+                    command,
+                    payload,
+                } => self.request(conn, counter, command, payload, settings, now, outputs),
+                Event::Reply {
+                    purpose: Purpose::Probe,
+                    ..
+                } => {
+                    if let Some(peer) = self.workers.get_mut(&conn) {
+                        peer.probing = false;
+                        clog_debug!(
+                            peer.tag(),
+                            "Main",
+                            "Answered the liveness probe: the session is alive."
+                        );
+                    }
+                }
+                Event::Reply { .. } => {}
+                Event::Cancelled { error, .. } => {
+                    if let Some(peer) = self.workers.get(&conn) {
+                        clog_error!(peer.tag(), "Main", "The task was canceled due to the following error on the remote node: {error}");
+                    }
+                }
+            }
+        }
+        self.flush(outputs);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        conn: ConnId,
+        counter: u32,
+        command: Command,
+        payload: Vec<u8>,
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) {
+        let reply: (&str, Vec<u8>) = match &command {
+            Command::Hello => return self.hello(conn, counter, &payload, settings, now, outputs),
+            Command::EchoC => {
+                if let Some(peer) = self.workers.get_mut(&conn) {
+                    peer.last_keepalive = now.mono;
+                    peer.last_keepalive_wall = now.wall;
+                }
+                ("ok-m ", payload)
+            }
+            Command::GetNodes | Command::GetHealth => {
+                match self.control(&command, &payload, settings, now) {
+                    Ok(json) => ("ok", json.to_string().into_bytes()),
+                    Err(e) => ("err", e.to_payload()),
+                }
+            }
+            other => ("err", unknown_command(other)),
+        };
+        if let Some(peer) = self.workers.get_mut(&conn) {
+            if let Err(e) = peer.conn.reply(counter, reply.0, &reply.1) {
+                clog_error!(peer.tag(), "Main", "Could not answer '{command}': {e}");
+            }
+        }
+    }
+
+    fn hello(
+        &mut self,
+        conn: ConnId,
+        counter: u32,
+        payload: &[u8],
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        let fields: Vec<&str> = text.split(' ').collect();
+        let outcome = match fields[..] {
+            [name, cluster, _node_type, version] => {
+                self.admit(conn, name, cluster, version, settings, now)
+            }
+            _ => Err(WazuhError::with_extra(
+                1000,
+                format!("hello needs 4 space-separated fields, got '{text}'"),
+            )),
+        };
+        let Some(peer) = self.workers.get_mut(&conn) else {
+            return;
+        };
+        let result = match &outcome {
+            Ok(name) => {
+                clog_info!(
+                    peer.tag(),
+                    "Main",
+                    "Worker {name} ({}) connected from {}.",
+                    peer.version,
+                    peer.ip
+                );
+                outputs.push(Output::CreateDir {
+                    rel: format!("queue/cluster/{name}"),
+                });
+                peer.conn
+                    .reply(counter, "ok", format!("Client {name} added").as_bytes())
+            }
+            Err(e) => {
+                clog_warn!(
+                    peer.tag(),
+                    "Main",
+                    "Refused connection from {}: {e}",
+                    peer.address()
+                );
+                peer.conn.reply(counter, "err", &e.to_payload())
+            }
+        };
+        if let Err(e) = result {
+            clog_error!(peer.tag(), "Main", "Could not answer hello: {e}");
+        }
+        if outcome.is_err() {
+            // A refused worker closes the connection itself; closing here too frees its name at once.
+            push_frames(outputs, conn, peer.conn.take_outbox());
+            self.drop_peer(conn, outputs);
+        }
+    }
+
+    /// The checks of a `hello`, in the stock order. Returns the admitted name.
+    fn admit(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        cluster: &str,
+        version: &str,
+        settings: &NodeSettings,
+        now: Now,
+    ) -> Result<String, WazuhError> {
+        let refuse = |code| {
+            WazuhError::with_extra(
+                code,
+                master_side(
+                    code,
+                    name,
+                    cluster,
+                    &settings.cluster_name,
+                    version,
+                    &settings.version,
+                ),
+            )
+        };
+        if !valid_node_name(name) {
+            return Err(refuse(3060));
+        }
+        if let Some(&holder) = self.names.get(name) {
+            if holder != conn {
+                self.probe(holder, settings, now);
+                return Err(refuse(3028));
+            }
+        }
+        if name == settings.node_name {
+            return Err(refuse(3029));
+        }
+        self.names.insert(name.to_string(), conn);
+        if let Some(peer) = self.workers.get_mut(&conn) {
+            peer.name = Some(name.to_string());
+            peer.version = version.to_string();
+        }
+        if cluster != settings.cluster_name {
+            return Err(refuse(3030));
+        }
+        if version != settings.version {
+            return Err(refuse(3031));
+        }
+        if let Some(peer) = self.workers.get_mut(&conn) {
+            peer.accepted = true;
+        }
+        Ok(name.to_string())
+    }
+
+    /// Asks a worker whose name another connection claims whether it is still there, so a stale
+    /// session (a host that vanished without closing its socket) never blocks the worker's return.
+    fn probe(&mut self, holder: ConnId, settings: &NodeSettings, now: Now) {
+        let Some(peer) = self.workers.get_mut(&holder) else {
+            return;
+        };
+        if peer.probing {
+            return;
+        }
+        let timeout = settings
+            .timers
+            .timeout_cluster_request
+            .min(std::time::Duration::from_secs(10));
+        if peer
+            .conn
+            .request("echo-m", b"keepalive", Purpose::Probe, now.mono, timeout)
+            .is_ok()
+        {
+            peer.probing = true;
+        }
+    }
+
+    /// The worker closed the connection.
+    pub(super) fn closed(&mut self, conn: ConnId) {
+        self.remove_peer(conn);
+    }
+
+    /// We close the connection.
+    fn drop_peer(&mut self, conn: ConnId, outputs: &mut Vec<Output>) {
+        self.remove_peer(conn);
+        outputs.push(Output::Close { conn });
+    }
+
+    /// Forgets a connection and frees its name if it held it.
+    fn remove_peer(&mut self, conn: ConnId) {
+        let Some(peer) = self.workers.remove(&conn) else {
+            return;
+        };
+        if let Some(name) = &peer.name {
+            if self.names.get(name) == Some(&conn) {
+                self.names.remove(name);
+            }
+        }
+        if peer.accepted {
+            clog_info!(peer.tag(), "Main", "Cancelling pending tasks.");
+        } else {
+            clog_debug!(
+                peer.tag(),
+                "Main",
+                "Connection from {} closed.",
+                peer.address()
+            );
+        }
+    }
+
+    pub(super) fn check_keepalives(
+        &mut self,
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) {
+        let limit = settings.timers.max_allowed_time_without_keepalive;
+        let silent: Vec<ConnId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| now.mono.saturating_duration_since(w.last_keepalive) > limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in silent {
+            if let Some(peer) = self.workers.get(&conn) {
+                let name = peer.name.clone().unwrap_or_else(|| peer.address());
+                clog_error!("Master", "Keep alive", "No keep alives have been received from {name} in the last minute. Disconnecting");
+            }
+            self.drop_peer(conn, outputs);
+        }
+    }
+
+    pub(super) fn tick(&mut self, settings: &NodeSettings, now: Now, outputs: &mut Vec<Output>) {
+        let mut stale = Vec::new();
+        for (id, peer) in self.workers.iter_mut() {
+            if peer.conn.payload_overdue(now.mono) {
+                clog_warn!(
+                    peer.tag(),
+                    "Main",
+                    "Closing connection: incomplete message payload not received within deadline."
+                );
+                stale.push(*id);
+                continue;
+            }
+            for purpose in peer.conn.expire(now.mono) {
+                if purpose == Purpose::Probe {
+                    clog_warn!(peer.tag(), "Main", "No answer to the liveness probe: closing the stale session so the worker can reconnect.");
+                    stale.push(*id);
+                }
+            }
+        }
+        for conn in stale {
+            self.drop_peer(conn, outputs);
+        }
+        let _ = settings;
+        self.flush(outputs);
+    }
+
+    pub(super) fn shutdown(&mut self, outputs: &mut Vec<Output>) {
+        for conn in self.workers.keys() {
+            outputs.push(Output::Close { conn: *conn });
+        }
+    }
+
+    pub(super) fn flush(&mut self, outputs: &mut Vec<Output>) {
+        for (id, peer) in self.workers.iter_mut() {
+            push_frames(outputs, *id, peer.conn.take_outbox());
+        }
+    }
+
+    /// The master and its accepted workers, in connection order.
+    fn entries(&self, settings: &NodeSettings) -> Vec<NodeEntry> {
+        let mut entries = vec![NodeEntry {
+            name: settings.node_name.clone(),
+            node_type: "master",
+            version: settings.version.clone(),
+            ip: settings.master_host.clone(),
+            worker: None,
+        }];
+        entries.extend(
+            self.workers
+                .values()
+                .filter(|w| w.accepted)
+                .map(|w| NodeEntry {
+                    name: w.name.clone().unwrap_or_default(),
+                    node_type: "worker",
+                    version: w.version.clone(),
+                    ip: w.ip.to_string(),
+                    worker: Some(WorkerStatus {
+                        last_keep_alive: w.last_keepalive_wall,
+                    }),
+                }),
+        );
+        entries
+    }
+
+    /// Answers `get_nodes` / `get_health`, from a local client or a worker.
+    pub(super) fn control(
+        &self,
+        command: &Command,
+        payload: &[u8],
+        settings: &NodeSettings,
+        _now: Now,
+    ) -> Result<Value, WazuhError> {
+        let entries = self.entries(settings);
+        match command {
+            Command::GetNodes => listing::nodes(&entries, payload),
+            _ => listing::health(&entries, payload),
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Deterministic simulation: one master and several workers wired by in-memory links, virtual clock.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::proto::connection::ConnLimits;
+
+const KEY: &str = "c98b62a9b6169ac5f67dae55ae4a9088";
+
+fn settings(name: &str, master: bool, cluster: &str, version: &str, key: &str) -> NodeSettings {
+    NodeSettings {
+        is_master: master,
+        cluster_name: cluster.into(),
+        node_name: name.into(),
+        version: version.into(),
+        master_host: "127.0.0.1".into(),
+        port: 1516,
+        cluster_key: key.into(),
+        get_config: json!({"name": cluster}),
+        runtime_info: json!({"io_driver": "none"}),
+        timers: Timers {
+            keep_alive: Duration::from_secs(2),
+            connection_retry: Duration::from_secs(3),
+            max_failed_keepalive_attempts: 2,
+            check_worker_lastkeepalive: Duration::from_secs(1),
+            max_allowed_time_without_keepalive: Duration::from_secs(6),
+            timeout_cluster_request: Duration::from_secs(5),
+        },
+        connections_per_ip_max: 10,
+        limits: ConnLimits::default(),
+    }
+}
+
+/// Which end of an in-memory link a connection id is.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum End {
+    Master(ConnId),
+    Worker(usize, ConnId),
+}
+
+struct Sim {
+    start: Instant,
+    elapsed: Duration,
+    master: Option<Node>,
+    workers: Vec<Node>,
+    peer_of: HashMap<End, End>,
+    /// Workers whose traffic to the master is silently dropped (keepalives never arrive).
+    muted: Vec<usize>,
+    /// Frames for connections that are not links (local clients), by node and connection.
+    unrouted: Vec<(Option<usize>, ConnId, bytes::Bytes)>,
+}
+
+impl Sim {
+    fn new(master: NodeSettings, workers: Vec<NodeSettings>) -> Sim {
+        let start = Instant::now();
+        let now = Now {
+            mono: start,
+            wall: SystemTime::UNIX_EPOCH,
+        };
+        Sim {
+            start,
+            elapsed: Duration::ZERO,
+            master: Some(Node::new(master, 1, now).unwrap()),
+            workers: workers
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| Node::new(s, 100 + i as u64, now).unwrap())
+                .collect(),
+            peer_of: HashMap::new(),
+            muted: Vec::new(),
+            unrouted: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.start + self.elapsed,
+            wall: SystemTime::UNIX_EPOCH + self.elapsed,
+        }
+    }
+
+    fn master(&mut self) -> &mut Node {
+        self.master.as_mut().unwrap()
+    }
+
+    /// Delivers every output until the network is quiet.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            let now = self.now();
+            if let Some(m) = self.master.as_mut() {
+                for out in m.take_outputs() {
+                    moved = true;
+                    self.apply(None, out, now);
+                }
+            }
+            for i in 0..self.workers.len() {
+                for out in self.workers[i].take_outputs() {
+                    moved = true;
+                    self.apply(Some(i), out, now);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the simulation does not settle");
+    }
+
+    fn apply(&mut self, from: Option<usize>, out: Output, now: Now) {
+        let end = |conn| match from {
+            None => End::Master(conn),
+            Some(i) => End::Worker(i, conn),
+        };
+        match out {
+            Output::Connect { conn, .. } => {
+                let i = from.unwrap();
+                match self.master.as_mut().and_then(|m| {
+                    m.accept_cluster(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000 + conn as u16, now)
+                }) {
+                    Some(mconn) => {
+                        self.peer_of
+                            .insert(End::Worker(i, conn), End::Master(mconn));
+                        self.peer_of
+                            .insert(End::Master(mconn), End::Worker(i, conn));
+                        self.workers[i].connected(conn, now);
+                    }
+                    None => self.workers[i].connect_failed(conn, "Connection refused", now),
+                }
+            }
+            Output::Send { conn, frames } => {
+                if from.is_some_and(|i| self.muted.contains(&i)) {
+                    return;
+                }
+                let Some(to) = self.peer_of.get(&end(conn)).copied() else {
+                    self.unrouted
+                        .extend(frames.into_iter().map(|f| (from, conn, f)));
+                    return;
+                };
+                for f in frames {
+                    match to {
+                        End::Master(c) => self.master().receive(c, &f, now),
+                        End::Worker(i, c) => self.workers[i].receive(c, &f, now),
+                    }
+                }
+            }
+            Output::Close { conn } => {
+                if let Some(to) = self.peer_of.remove(&end(conn)) {
+                    self.peer_of.remove(&to);
+                    match to {
+                        End::Master(c) => self.master().closed(c, now),
+                        End::Worker(i, c) => self.workers[i].closed(c, now),
+                    }
+                }
+            }
+            Output::CreateDir { .. } => {}
+        }
+    }
+
+    /// Advances the virtual clock in small steps, ticking every node.
+    fn run_for(&mut self, d: Duration) {
+        let step = Duration::from_millis(100);
+        let end = self.elapsed + d;
+        while self.elapsed < end {
+            self.elapsed += step;
+            let now = self.now();
+            if let Some(m) = self.master.as_mut() {
+                m.tick(now);
+            }
+            for w in self.workers.iter_mut() {
+                w.tick(now);
+            }
+            self.settle();
+        }
+    }
+
+    /// The master's `get_nodes` names, asked as a local client would.
+    fn listed(&mut self) -> Vec<String> {
+        let json = self.local_call(None, "get_nodes", b"{}");
+        json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Asks a node's local server, answering relayed results like `cluster_control` does.
+    fn local_call(&mut self, node: Option<usize>, command: &str, payload: &[u8]) -> Value {
+        let now = self.now();
+        let mut client: Connection<()> = Connection::new(Cipher::Plain, ConnLimits::default(), 7);
+        client
+            .request(command, payload, (), now.mono, Duration::from_secs(5))
+            .unwrap();
+        fn target(sim: &mut Sim, node: Option<usize>) -> &mut Node {
+            match node {
+                None => sim.master(),
+                Some(i) => &mut sim.workers[i],
+            }
+        }
+        let conn = target(self, node).accept_local(now);
+        for f in client.take_outbox() {
+            target(self, node).receive(conn, &f, now);
+        }
+        let mut answer = None;
+        for _ in 0..50 {
+            for out in target(self, node).take_outputs() {
+                self.apply(node, out, now);
+            }
+            let mut events = Vec::new();
+            let mine: Vec<bytes::Bytes> = self
+                .unrouted
+                .iter()
+                .filter(|(n, c, _)| *n == node && *c == conn)
+                .map(|(_, _, f)| f.clone())
+                .collect();
+            self.unrouted
+                .retain(|(n, c, _)| !(*n == node && *c == conn));
+            for f in mine {
+                client.receive(&f, now.mono, &mut events).unwrap();
+            }
+            for e in events {
+                match e {
+                    Event::Reply { payload, .. } if payload != b"Sent request to master node" => {
+                        answer = Some(payload)
+                    }
+                    Event::Request {
+                        payload, command, ..
+                    } => {
+                        assert_eq!(
+                            command,
+                            crate::proto::command::Command::ControlRes,
+                            "{}",
+                            String::from_utf8_lossy(&payload)
+                        );
+                        answer = Some(payload)
+                    }
+                    _ => {}
+                }
+            }
+            if answer.is_some() {
+                break;
+            }
+            self.settle();
+        }
+        target(self, node).closed(conn, now);
+        serde_json::from_slice(&answer.expect("no answer")).unwrap()
+    }
+}
+
+use crate::proto::connection::{Connection, Event};
+use crate::proto::crypto::Cipher;
+
+fn good(name: &str) -> NodeSettings {
+    settings(name, false, "wazuh", "4.3.11", KEY)
+}
+
+#[test]
+fn three_workers_join_and_are_listed_in_connection_order() {
+    let mut sim = Sim::new(
+        settings("master", true, "wazuh", "4.3.11", KEY),
+        vec![good("w1"), good("w2"), good("w3")],
+    );
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.listed(), ["master", "w1", "w2", "w3"]);
+    // A worker's local socket shows the same list, relayed from the master.
+    let from_worker = sim.local_call(Some(1), "get_nodes", b"{}");
+    assert_eq!(from_worker["totalItems"], 4);
+    let health = sim.local_call(None, "get_health", b"null");
+    assert_eq!(health["n_connected_nodes"], 3);
+}
+
+#[test]
+fn refused_workers_stay_out_and_keep_retrying() {
+    let mut sim = Sim::new(
+        settings("master", true, "wazuh", "4.3.11", KEY),
+        vec![
+            good("w1"),
+            settings("w2", false, "other", "4.3.11", KEY),
+            settings("w3", false, "wazuh", "4.14.7", KEY),
+            good("w1"),
+            settings(
+                "w5",
+                false,
+                "wazuh",
+                "4.3.11",
+                "00000000000000000000000000000000",
+            ),
+            good("master"),
+            good("bad/name"),
+        ],
+    );
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(sim.listed(), ["master", "w1"]);
+}
+
+#[test]
+fn a_silent_worker_is_dropped_and_comes_back() {
+    let mut sim = Sim::new(
+        settings("master", true, "wazuh", "4.3.11", KEY),
+        vec![good("w1"), good("w2")],
+    );
+    sim.run_for(Duration::from_secs(1));
+    sim.muted.push(1);
+    sim.run_for(Duration::from_secs(8));
+    assert_eq!(sim.listed(), ["master", "w1"]);
+    sim.muted.clear();
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.listed(), ["master", "w1", "w2"]);
+}
+
+#[test]
+fn workers_rejoin_a_restarted_master_within_the_retry_interval() {
+    let mut sim = Sim::new(
+        settings("master", true, "wazuh", "4.3.11", KEY),
+        vec![good("w1"), good("w2"), good("w3")],
+    );
+    sim.run_for(Duration::from_secs(1));
+    // The master dies: every link breaks.
+    let links: Vec<End> = sim.peer_of.keys().copied().collect();
+    let now = sim.now();
+    for end in links {
+        if let End::Worker(i, c) = end {
+            sim.workers[i].closed(c, now);
+        }
+    }
+    sim.peer_of.clear();
+    sim.master = None;
+    sim.run_for(Duration::from_secs(5));
+    sim.master = Some(
+        Node::new(
+            settings("master", true, "wazuh", "4.3.11", KEY),
+            9,
+            sim.now(),
+        )
+        .unwrap(),
+    );
+    sim.run_for(Duration::from_secs(3) + Duration::from_millis(500));
+    assert_eq!(sim.listed(), ["master", "w1", "w2", "w3"]);
+}
+
+#[test]
+fn a_stale_session_does_not_block_the_workers_return() {
+    let mut sim = Sim::new(
+        settings("master", true, "wazuh", "4.3.11", KEY),
+        vec![good("w1")],
+    );
+    sim.run_for(Duration::from_secs(1));
+    // The worker's host vanishes without closing: the master keeps a half-open session.
+    let now = sim.now();
+    let worker_end = *sim
+        .peer_of
+        .keys()
+        .find(|e| matches!(e, End::Worker(..)))
+        .unwrap();
+    let End::Worker(_, c) = worker_end else {
+        unreachable!()
+    };
+    sim.peer_of.remove(&worker_end);
+    sim.workers[0].closed(c, now);
+    // The restarted worker is refused once (name taken) but the probe clears the stale session.
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(sim.listed(), ["master", "w1"]);
+    assert_eq!(sim.peer_of.len(), 2);
+}

@@ -1,0 +1,458 @@
+//! The worker's link to its master (PROTOCOL.md §2.3–§2.4): connect, `hello`, keepalives,
+//! reconnection, and relaying local `get_nodes` / `get_health` requests.
+
+use std::time::{Duration, Instant};
+
+use super::local::{relay_failure, unknown_command, LocalDelivery};
+use super::reasons::{worker_side, SILENT_REFUSAL};
+use super::{push_frames, ConnId, Ids, NodeSettings, Now, Output, PeerConn, Purpose};
+use crate::proto::command::Command;
+use crate::proto::connection::Event;
+use crate::proto::wazuh_error::WazuhError;
+use crate::{clog_debug, clog_error, clog_info};
+
+/// Where the link to the master stands; each state names what it waits for.
+enum Link {
+    /// Waiting until `retry_at` to connect.
+    Idle { retry_at: Instant },
+    /// TCP connect under way.
+    Connecting { conn: ConnId },
+    /// `hello` sent, waiting for the master's verdict.
+    AwaitHelloReply { conn: ConnId, peer: Box<PeerConn> },
+    /// Accepted: keepalives flow.
+    Connected {
+        conn: ConnId,
+        peer: Box<PeerConn>,
+        next_keepalive: Instant,
+        failed_keepalives: u32,
+    },
+}
+
+pub(super) struct Worker {
+    link: Link,
+}
+
+/// Seconds as stock logs print them: whole numbers without decimals.
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s}")
+    }
+}
+
+impl Worker {
+    pub(super) fn new(now: Instant) -> Worker {
+        Worker {
+            link: Link::Idle { retry_at: now },
+        }
+    }
+
+    fn tag(settings: &NodeSettings) -> String {
+        format!("Worker {}", settings.node_name)
+    }
+
+    /// The link is over: forget it, fail what was relayed through it, and plan the next attempt.
+    fn reset(&mut self, settings: &NodeSettings, now: Now) -> Vec<LocalDelivery> {
+        let old = std::mem::replace(
+            &mut self.link,
+            Link::Idle {
+                retry_at: now.mono + settings.timers.connection_retry,
+            },
+        );
+        let mut failed = Vec::new();
+        if let Link::AwaitHelloReply { mut peer, .. } | Link::Connected { mut peer, .. } = old {
+            for purpose in peer.abandon_requests() {
+                if let Purpose::ForwardToLocal { local } = purpose {
+                    failed.push(relay_failure(local, &WazuhError::new(3023)));
+                }
+            }
+        }
+        failed
+    }
+
+    fn current_conn(&self) -> Option<ConnId> {
+        match &self.link {
+            Link::Idle { .. } => None,
+            Link::Connecting { conn }
+            | Link::AwaitHelloReply { conn, .. }
+            | Link::Connected { conn, .. } => Some(*conn),
+        }
+    }
+
+    pub(super) fn connected(
+        &mut self,
+        conn: ConnId,
+        mut peer: PeerConn,
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) {
+        if !matches!(self.link, Link::Connecting { conn: c } if c == conn) {
+            outputs.push(Output::Close { conn });
+            return;
+        }
+        let hello = format!(
+            "{} {} worker {}",
+            settings.node_name, settings.cluster_name, settings.version
+        );
+        if let Err(e) = peer.request(
+            "hello",
+            hello.as_bytes(),
+            Purpose::Hello,
+            now.mono,
+            settings.timers.timeout_cluster_request,
+        ) {
+            clog_error!(Self::tag(settings), "Main", "Could not send hello: {e}");
+        }
+        push_frames(outputs, conn, peer.take_outbox());
+        self.link = Link::AwaitHelloReply {
+            conn,
+            peer: Box::new(peer),
+        };
+    }
+
+    pub(super) fn connect_failed(
+        &mut self,
+        conn: ConnId,
+        error: &str,
+        settings: &NodeSettings,
+        now: Now,
+    ) {
+        if self.current_conn() != Some(conn) {
+            return;
+        }
+        clog_debug!(
+            Self::tag(settings),
+            "Main",
+            "Could not connect to master: {error}."
+        );
+        clog_error!(
+            Self::tag(settings),
+            "Main",
+            "Could not connect to master. Trying again in {} seconds.",
+            secs(settings.timers.connection_retry)
+        );
+        self.reset(settings, now);
+    }
+
+    pub(super) fn receive(
+        &mut self,
+        conn: ConnId,
+        bytes: &[u8],
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) -> Vec<LocalDelivery> {
+        if self.current_conn() != Some(conn) {
+            return Vec::new();
+        }
+        let tag = Self::tag(settings);
+        let mut events = Vec::new();
+        let received = match &mut self.link {
+            Link::AwaitHelloReply { peer, .. } | Link::Connected { peer, .. } => {
+                peer.receive(bytes, now.mono, &mut events)
+            }
+            _ => Ok(()),
+        };
+        let mut deliveries = Vec::new();
+        if let Err(e) = received {
+            clog_error!(tag, "Main", "Closing the connection with the master: {e}.");
+            return self.close(conn, settings, now, outputs);
+        }
+        for event in events {
+            match event {
+                Event::Reply {
+                    purpose: Purpose::Hello,
+                    command,
+                    payload,
+                } => {
+                    if command == Command::Ok {
+                        clog_info!(tag, "Main", "Successfully connected to master.");
+                        outputs.push(Output::CreateDir {
+                            rel: format!("queue/cluster/{}", settings.node_name),
+                        });
+                        let old =
+                            std::mem::replace(&mut self.link, Link::Idle { retry_at: now.mono });
+                        if let Link::AwaitHelloReply { conn, peer } = old {
+                            self.link = Link::Connected {
+                                conn,
+                                peer,
+                                next_keepalive: now.mono + settings.timers.keep_alive,
+                                failed_keepalives: 0,
+                            };
+                        }
+                    } else {
+                        let mut error = WazuhError::from_payload(&payload);
+                        if error.extra.is_none() {
+                            error.extra = worker_side(
+                                error.code,
+                                &settings.node_name,
+                                &settings.cluster_name,
+                                &settings.version,
+                            );
+                        }
+                        clog_error!(tag, "Main", "Could not connect to master: {error}.");
+                        deliveries.extend(self.close(conn, settings, now, outputs));
+                        return deliveries;
+                    }
+                }
+                Event::Reply {
+                    purpose: Purpose::Keepalive,
+                    command,
+                    payload,
+                } => {
+                    if command == Command::OkM {
+                        clog_info!(
+                            tag,
+                            "Keep Alive",
+                            "Successful response from master: {}",
+                            String::from_utf8_lossy(&payload)
+                        );
+                        if let Link::Connected {
+                            failed_keepalives, ..
+                        } = &mut self.link
+                        {
+                            *failed_keepalives = 0;
+                        }
+                    } else {
+                        let error = WazuhError::from_payload(&payload);
+                        deliveries.extend(self.keepalive_failed(&error, settings, now, outputs));
+                    }
+                }
+                Event::Reply {
+                    purpose: Purpose::ForwardToLocal { local },
+                    command,
+                    payload,
+                } => {
+                    let command = if command == Command::Ok {
+                        "control_res"
+                    } else {
+                        "err"
+                    };
+                    deliveries.push(LocalDelivery {
+                        local,
+                        command,
+                        payload,
+                    });
+                }
+                Event::Reply { .. } => {}
+                Event::Request {
+                    counter,
+                    command,
+                    payload,
+                } => {
+                    let (reply, body) = match &command {
+                        Command::EchoM => ("ok-c", payload),
+                        other => ("err", unknown_command(other)),
+                    };
+                    if let Link::AwaitHelloReply { peer, .. } | Link::Connected { peer, .. } =
+                        &mut self.link
+                    {
+                        if let Err(e) = peer.reply(counter, reply, &body) {
+                            clog_error!(tag, "Main", "Could not answer '{command}': {e}");
+                        }
+                    }
+                }
+                Event::Cancelled { error, .. } => {
+                    clog_error!(tag, "Main", "The task was canceled due to the following error on the remote node: {error}");
+                }
+            }
+        }
+        self.flush(outputs);
+        deliveries
+    }
+
+    fn keepalive_failed(
+        &mut self,
+        error: &WazuhError,
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) -> Vec<LocalDelivery> {
+        let tag = Self::tag(settings);
+        clog_error!(tag, "Keep Alive", "Error sending keep alive: {error}");
+        let Link::Connected {
+            conn,
+            failed_keepalives,
+            ..
+        } = &mut self.link
+        else {
+            return Vec::new();
+        };
+        *failed_keepalives += 1;
+        if *failed_keepalives < settings.timers.max_failed_keepalive_attempts {
+            return Vec::new();
+        }
+        let conn = *conn;
+        clog_error!(
+            tag,
+            "Keep Alive",
+            "Maximum number of failed keep alives reached. Disconnecting."
+        );
+        self.close(conn, settings, now, outputs)
+    }
+
+    /// We end the link.
+    fn close(
+        &mut self,
+        conn: ConnId,
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) -> Vec<LocalDelivery> {
+        self.flush(outputs);
+        outputs.push(Output::Close { conn });
+        clog_info!(
+            Self::tag(settings),
+            "Main",
+            "The connection has been closed. Reconnecting in {} seconds.",
+            secs(settings.timers.connection_retry)
+        );
+        self.reset(settings, now)
+    }
+
+    /// The master (or the network) ended the link.
+    pub(super) fn closed(
+        &mut self,
+        conn: ConnId,
+        settings: &NodeSettings,
+        now: Now,
+    ) -> Vec<LocalDelivery> {
+        if self.current_conn() != Some(conn) {
+            return Vec::new();
+        }
+        let tag = Self::tag(settings);
+        match &self.link {
+            Link::AwaitHelloReply { .. } => clog_error!(
+                tag,
+                "Main",
+                "Could not connect to master: {SILENT_REFUSAL}."
+            ),
+            Link::Connected { .. } => clog_info!(tag, "Main", "The master closed the connection"),
+            _ => {}
+        }
+        clog_info!(
+            tag,
+            "Main",
+            "The connection has been closed. Reconnecting in {} seconds.",
+            secs(settings.timers.connection_retry)
+        );
+        self.reset(settings, now)
+    }
+
+    pub(super) fn tick(
+        &mut self,
+        ids: &mut Ids,
+        settings: &NodeSettings,
+        now: Now,
+        outputs: &mut Vec<Output>,
+    ) -> Vec<LocalDelivery> {
+        let tag = Self::tag(settings);
+        let mut deliveries = Vec::new();
+        match &mut self.link {
+            Link::Idle { retry_at } if now.mono >= *retry_at => {
+                let conn = ids.next();
+                outputs.push(Output::Connect {
+                    conn,
+                    host: settings.master_host.clone(),
+                    port: settings.port,
+                });
+                self.link = Link::Connecting { conn };
+            }
+            Link::AwaitHelloReply { conn, peer } => {
+                let conn = *conn;
+                if peer.expire(now.mono).contains(&Purpose::Hello) {
+                    let error = WazuhError::with_extra(3020, SILENT_REFUSAL);
+                    clog_error!(tag, "Main", "Could not connect to master: {error}.");
+                    deliveries.extend(self.close(conn, settings, now, outputs));
+                }
+            }
+            Link::Connected {
+                conn,
+                peer,
+                next_keepalive,
+                ..
+            } => {
+                let conn = *conn;
+                if peer.payload_overdue(now.mono) {
+                    clog_error!(tag, "Main", "Closing connection: incomplete message payload not received within deadline.");
+                    return self.close(conn, settings, now, outputs);
+                }
+                let timeout = settings.timers.timeout_cluster_request;
+                let mut keepalive_timeouts = 0;
+                for purpose in peer.expire(now.mono) {
+                    match purpose {
+                        Purpose::Keepalive => keepalive_timeouts += 1,
+                        Purpose::ForwardToLocal { local } => {
+                            deliveries.push(relay_failure(local, &WazuhError::new(3020)))
+                        }
+                        _ => {}
+                    }
+                }
+                if now.mono >= *next_keepalive {
+                    *next_keepalive = now.mono + settings.timers.keep_alive;
+                    if let Err(e) = peer.request(
+                        "echo-c",
+                        b"keepalive",
+                        Purpose::Keepalive,
+                        now.mono,
+                        timeout,
+                    ) {
+                        clog_error!(tag, "Keep Alive", "Error sending keep alive: {e}");
+                    }
+                }
+                for _ in 0..keepalive_timeouts {
+                    deliveries.extend(self.keepalive_failed(
+                        &WazuhError::new(3020),
+                        settings,
+                        now,
+                        outputs,
+                    ));
+                }
+            }
+            _ => {}
+        }
+        self.flush(outputs);
+        deliveries
+    }
+
+    /// Relays a local client's request to the master.
+    pub(super) fn forward(
+        &mut self,
+        command: &Command,
+        payload: &[u8],
+        purpose: Purpose,
+        settings: &NodeSettings,
+        now: Now,
+    ) -> Result<(), WazuhError> {
+        let Link::Connected { peer, .. } = &mut self.link else {
+            return Err(WazuhError::new(3023));
+        };
+        peer.request(
+            command.as_str(),
+            payload,
+            purpose,
+            now.mono,
+            settings.timers.timeout_cluster_request,
+        )
+        .map(|_| ())
+        .map_err(|e| WazuhError::with_extra(3018, e.to_string()))
+    }
+
+    pub(super) fn flush(&mut self, outputs: &mut Vec<Output>) {
+        if let Link::AwaitHelloReply { conn, peer } | Link::Connected { conn, peer, .. } =
+            &mut self.link
+        {
+            push_frames(outputs, *conn, peer.take_outbox());
+        }
+    }
+
+    pub(super) fn shutdown(&mut self, outputs: &mut Vec<Output>) {
+        self.flush(outputs);
+        if let Some(conn) = self.current_conn() {
+            outputs.push(Output::Close { conn });
+        }
+    }
+}
