@@ -15,3 +15,4 @@ pub mod daemon;
 pub mod logging;
 pub mod proto;
 pub mod transport;
+pub mod harness;

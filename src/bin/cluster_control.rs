@@ -1,1 +1,107 @@
-fn main() {}
+//! `cluster_control`: the operator's view of the cluster, through the local socket.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use clusterd::control::client::{ControlError, LocalClient};
+use clusterd::control::format;
+use clusterd::daemon::pidfile::running_daemon;
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(name = "cluster_control", about = "Wazuh cluster control")]
+struct Args {
+    /// Wazuh install root.
+    #[arg(long, env = "WAZUH_HOME", default_value = "/var/ossec")]
+    home: PathBuf,
+    /// List the connected nodes.
+    #[arg(short = 'l', long = "list")]
+    list: bool,
+    /// Cluster health; `-i more` for details.
+    #[arg(short = 'i', long = "health", num_args = 0..=1, default_missing_value = "")]
+    health: Option<String>,
+    /// List agents (agent listing needs the agent database).
+    #[arg(short = 'a', long = "list-agents")]
+    agents: bool,
+    /// Filter by node name (-fn).
+    #[arg(long = "filter-node", num_args = 1..)]
+    filter_node: Vec<String>,
+    /// Filter agents by status (-fs).
+    #[arg(long = "filter-agents-status", num_args = 1..)]
+    filter_status: Vec<String>,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+/// Accepts Wazuh's two-letter short options (`-fn`, `-fs`).
+fn normalized_args() -> Vec<String> {
+    std::env::args()
+        .map(|a| match a.as_str() {
+            "-fn" => "--filter-node".to_string(),
+            "-fs" => "--filter-agents-status".to_string(),
+            _ => a,
+        })
+        .collect()
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ERROR: {message}");
+    ExitCode::FAILURE
+}
+
+fn connect(home: &Path, timeout: u64) -> Result<LocalClient, ExitCode> {
+    if running_daemon(home).is_none() {
+        return Err(fail("Cluster is not running."));
+    }
+    LocalClient::connect(home, Duration::from_secs(timeout)).map_err(|e| fail(format!("Cluster is not running ({e}).")))
+}
+
+fn run(args: Args) -> Result<(), ExitCode> {
+    let mut client = connect(&args.home, args.timeout)?;
+    let filter = if args.filter_node.is_empty() { serde_json::Value::Null } else { json!(args.filter_node) };
+    let nodes_args = json!({"filter_node": filter, "offset": 0, "limit": 500, "sort": null, "search": null,
+                            "select": null, "filter_type": "all", "distinct": false});
+    let get = |client: &mut LocalClient, command: &str, payload: &[u8]| -> Result<serde_json::Value, ExitCode> {
+        client.call_json(command, payload).map_err(|e| match e {
+            ControlError::Remote(err) => fail(err),
+            other => fail(other),
+        })
+    };
+    if args.list {
+        let nodes = get(&mut client, "get_nodes", nodes_args.to_string().as_bytes())?;
+        print!("{}", format::nodes_table(&nodes).map_err(fail)?);
+        return Ok(());
+    }
+    if let Some(more) = &args.health {
+        let nodes = get(&mut client, "get_nodes", nodes_args.to_string().as_bytes())?;
+        let names: Vec<serde_json::Value> =
+            nodes["items"].as_array().map(|a| a.iter().map(|i| i["name"].clone()).collect()).unwrap_or_default();
+        let health = get(&mut client, "get_health", json!(names).to_string().as_bytes())?;
+        let config = get(&mut client, "get_config", b"")?;
+        let runtime = get(&mut client, "get_runtime", b"")?;
+        let cluster_name = config["name"].as_str().unwrap_or("wazuh");
+        print!("{}", format::health_text(&health, cluster_name, more == "more").map_err(fail)?);
+        println!("IO driver: {}", runtime["io_driver"].as_str().unwrap_or("unknown"));
+        return Ok(());
+    }
+    if args.agents {
+        return Err(fail("Listing agents needs the agent database, which this node does not serve yet."));
+    }
+    Err(fail("Nothing to do: use -l, -i or -a (see --help)."))
+}
+
+fn main() -> ExitCode {
+    match Args::try_parse_from(normalized_args()) {
+        Ok(args) => match run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
+        Err(e) => {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+        }
+    }
+}

@@ -1,1 +1,2 @@
-//! placeholder
+pub mod driver;
+pub mod event_loop;

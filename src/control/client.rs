@@ -1,0 +1,108 @@
+//! A blocking client of the local socket `queue/cluster/c-internal.sock`, as `cluster_control` and the
+//! API use it. On a worker, `get_nodes` and `get_health` are relayed to the master: the first answer is
+//! `Sent request to master node`, the result arrives later as a `control_res` request.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::proto::command::Command;
+use crate::proto::connection::{ConnError, ConnLimits, Connection, Event};
+use crate::proto::crypto::Cipher;
+use crate::proto::wazuh_error::WazuhError;
+
+/// The first answer of a worker that relays a request to its master.
+const RELAYED: &[u8] = b"Sent request to master node";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("could not connect to {path}: {source}")]
+    Connect { path: PathBuf, source: std::io::Error },
+    #[error("local socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ConnError),
+    #[error("{0}")]
+    Remote(WazuhError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the daemon closed the connection before answering")]
+    Closed,
+}
+
+/// One connection to a node's local server.
+pub struct LocalClient {
+    stream: UnixStream,
+    conn: Connection<()>,
+    timeout: Duration,
+}
+
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join("queue/cluster/c-internal.sock")
+}
+
+impl LocalClient {
+    pub fn connect(home: &Path, timeout: Duration) -> Result<LocalClient, ControlError> {
+        let path = socket_path(home);
+        let stream = UnixStream::connect(&path).map_err(|source| ControlError::Connect { path, source })?;
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(LocalClient { stream, conn: Connection::new(Cipher::Plain, ConnLimits::default(), rand::random()), timeout })
+    }
+
+    fn flush(&mut self) -> Result<(), ControlError> {
+        for frame in self.conn.take_outbox() {
+            self.stream.write_all(&frame)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a request and returns the result payload, following a worker's relay.
+    pub fn call(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, ControlError> {
+        let start = Instant::now();
+        self.conn.request(command, payload, (), start, self.timeout)?;
+        self.flush()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            if start.elapsed() > self.timeout {
+                return Err(ControlError::Timeout(self.timeout));
+            }
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return Err(ControlError::Closed),
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut events = Vec::new();
+            self.conn.receive(&buf[..n], Instant::now(), &mut events)?;
+            let mut outcome = None;
+            for event in events {
+                match event {
+                    Event::Reply { command: Command::Ok, payload, .. } if payload == RELAYED => {}
+                    Event::Reply { command: Command::Ok, payload, .. } => outcome = Some(Ok(payload)),
+                    Event::Reply { payload, .. } => outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(&payload)))),
+                    Event::Request { counter, command: Command::ControlRes, payload } => {
+                        self.conn.reply(counter, "ok", b"Response received")?;
+                        outcome = Some(Ok(payload));
+                    }
+                    Event::Request { counter, command: Command::Err, payload } => {
+                        self.conn.reply(counter, "ok", b"Error response received")?;
+                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(&payload))));
+                    }
+                    Event::Request { counter, .. } => self.conn.reply(counter, "err", b"unexpected request")?,
+                    Event::Cancelled { .. } => {}
+                }
+            }
+            self.flush()?;
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+    }
+
+    /// Like [`call`](Self::call), for JSON answers.
+    pub fn call_json(&mut self, command: &str, payload: &[u8]) -> Result<serde_json::Value, ControlError> {
+        let raw = self.call(command, payload)?;
+        serde_json::from_slice(&raw).map_err(|e| ControlError::Remote(WazuhError::with_extra(3036, e.to_string())))
+    }
+}

@@ -1,0 +1,156 @@
+//! The daemon's main sequence.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use compio::net::{TcpListener, UnixListener};
+use futures_util::future::{select, Either};
+use serde_json::json;
+
+use super::pidfile::PidFile;
+use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
+use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
+use crate::proto::connection::ConnLimits;
+use crate::proto::node::{Node, NodeSettings, Now, Timers};
+use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
+use crate::transport::event_loop::{EventLoop, LoopLimits};
+use crate::{clog_error, clog_info, clog_warn};
+
+/// What the command line asked of the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonArgs {
+    pub home: PathBuf,
+    pub foreground: bool,
+    pub debug_level: u8,
+    pub test_config: bool,
+    pub overrides: SettingsOverrides,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error("could not prepare {path}: {source}")]
+    Prepare { path: PathBuf, source: std::io::Error },
+    #[error("could not listen on {what}: {source}")]
+    Listen { what: String, source: std::io::Error },
+    #[error("invalid cluster key: {0}")]
+    Key(#[from] crate::proto::crypto::CryptoError),
+}
+
+fn driver_choice(choice: IoDriverChoice) -> DriverChoice {
+    match choice {
+        IoDriverChoice::Auto => DriverChoice::Auto,
+        IoDriverChoice::IoUring => DriverChoice::IoUring,
+        IoDriverChoice::Epoll => DriverChoice::Epoll,
+    }
+}
+
+fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
+    let intervals = &config.cluster_json.intervals;
+    let cluster = &config.cluster;
+    NodeSettings {
+        is_master: cluster.node_type == crate::config::NodeType::Master,
+        cluster_name: cluster.name.clone(),
+        node_name: cluster.node_name.clone(),
+        version: config.settings.wazuh_version.clone(),
+        master_host: cluster.master_address().to_string(),
+        port: cluster.port,
+        cluster_key: cluster.key.clone(),
+        get_config: cluster.get_config_json(),
+        runtime_info: json!({
+            "io_driver": io_driver,
+            "wazuh_version": config.settings.wazuh_version,
+            "dialect": config.dialect.to_string(),
+            "clusterd_version": env!("CARGO_PKG_VERSION"),
+            "node_name": cluster.node_name,
+            "node_type": if cluster.node_type == crate::config::NodeType::Master { "master" } else { "worker" },
+        }),
+        timers: Timers {
+            keep_alive: intervals.worker.keep_alive,
+            connection_retry: intervals.worker.connection_retry,
+            max_failed_keepalive_attempts: intervals.worker.max_failed_keepalive_attempts,
+            check_worker_lastkeepalive: intervals.master.check_worker_lastkeepalive,
+            max_allowed_time_without_keepalive: intervals.master.max_allowed_time_without_keepalive,
+            timeout_cluster_request: intervals.communication.timeout_cluster_request,
+        },
+        connections_per_ip_max: config.settings.connections_per_ip_max,
+        limits: ConnLimits::default(),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
+pub fn run(args: DaemonArgs) -> Result<i32, DaemonError> {
+    let config = Config::load(&args.home, &args.overrides)?;
+    if args.test_config {
+        return Ok(0);
+    }
+    if config.cluster.disabled {
+        eprintln!("wazuh-clusterd: the cluster is disabled in {}; nothing to do.", config.path("etc/ossec.conf").display());
+        return Ok(0);
+    }
+    prepare_dirs(&args.home).map_err(|source| DaemonError::Prepare { path: args.home.clone(), source })?;
+    let choice = choose(driver_choice(config.settings.io_driver))?;
+    if !args.foreground {
+        daemonize().map_err(|source| DaemonError::Prepare { path: args.home.clone(), source })?;
+    }
+    let _log = crate::logging::init(&config.path("logs/cluster.log"), args.debug_level, args.foreground)
+        .map_err(|source| DaemonError::Prepare { path: config.path("logs/cluster.log"), source })?;
+    for warning in &config.warnings {
+        clog_warn!("Cluster", "Main", "{warning}");
+    }
+    match &choice.fallback_reason {
+        Some(reason) => clog_warn!("Cluster", "Main", "io_uring is not usable here ({reason}); using the epoll IO driver."),
+        None => clog_info!("Cluster", "Main", "Using the {} IO driver.", choice.kind.name()),
+    }
+    let runtime = build_runtime(choice.kind)?;
+    let pid_file = PidFile::create(&args.home).map_err(|source| DaemonError::Prepare { path: config.path("var/run"), source })?;
+    let settings = node_settings(&config, choice.kind.name());
+    let result = runtime.block_on(serve(config, settings));
+    drop(pid_file);
+    result.map(|()| 0)
+}
+
+async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError> {
+    let is_master = settings.is_master;
+    let tag = if is_master { "Master".to_string() } else { format!("Worker {}", settings.node_name) };
+    let (bind_addr, port) = (config.cluster.bind_addr.clone(), settings.port);
+    let node = Node::new(settings, rand::random(), Now::system())?;
+    let event_loop = EventLoop::new(node, &config.home, LoopLimits::default());
+
+    let socket_path = config.path(&format!("queue/cluster/{LOCAL_SOCKET}"));
+    let _ = std::fs::remove_file(&socket_path);
+    let local = UnixListener::bind(&socket_path)
+        .await
+        .map_err(|source| DaemonError::Listen { what: socket_path.display().to_string(), source })?;
+    let _ = std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o660));
+    clog_info!("Local Server", "Main", "Serving on {}", socket_path.display());
+    compio::runtime::spawn(event_loop.clone().serve_local(local)).detach();
+
+    if is_master {
+        let listener = TcpListener::bind((bind_addr.as_str(), port))
+            .await
+            .map_err(|source| DaemonError::Listen { what: format!("{bind_addr}:{port}"), source })?;
+        clog_info!(tag, "Main", "Serving on ('{bind_addr}', {port})");
+        compio::runtime::spawn(event_loop.clone().serve_cluster(listener)).detach();
+    }
+    compio::runtime::spawn(event_loop.clone().run_timers()).detach();
+
+    let term = Box::pin(compio::signal::unix::signal(libc::SIGTERM));
+    let int = Box::pin(compio::signal::unix::signal(libc::SIGINT));
+    let signal = match select(term, int).await {
+        Either::Left((r, _)) => r.map(|()| "SIGTERM"),
+        Either::Right((r, _)) => r.map(|()| "SIGINT"),
+    };
+    match signal {
+        Ok(name) => clog_info!(tag, "Main", "Received {name}: shutting down."),
+        Err(e) => clog_error!(tag, "Main", "Could not wait for signals ({e}): shutting down."),
+    }
+    event_loop.shutdown().await;
+    let _ = std::fs::remove_file(&socket_path);
+    clog_info!(tag, "Main", "Stopped.");
+    Ok(())
+}

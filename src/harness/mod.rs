@@ -1,0 +1,25 @@
+//! Running real nodes on loopback: install roots in temporary directories, `wazuh-clusterd`
+//! processes, waiting for conditions. Shared by `cluster-load demo`, the integration tests and the
+//! load scenarios, so they all start clusters the same way.
+
+mod daemon;
+mod home;
+
+pub use daemon::{sibling_binary, Daemon};
+pub use home::{free_port, NodeSpec, DEMO_KEY};
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 100 ms until it is true or `timeout` passes; returns the last result.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
