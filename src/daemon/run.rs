@@ -2,7 +2,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::rc::Rc;
 
 use compio::net::{TcpListener, UnixListener};
 use futures_util::future::{select, Either};
