@@ -155,3 +155,54 @@ pub enum ConfigError {
     #[error("unknown io driver '{value}': allowed values are auto, io_uring and epoll")]
     UnknownIoDriver { value: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ossec_messages_name_file_and_element_and_keep_the_wazuh_wording() {
+        let path = PathBuf::from("/var/ossec/etc/ossec.conf");
+        let err = ConfigError::InvalidNodes {
+            path: path.clone(),
+            nodes: vec!["localhost".to_string(), "NODE_IP".to_string()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "/var/ossec/etc/ossec.conf: <cluster><nodes>: Invalid elements in node fields: \
+             localhost, NODE_IP."
+        );
+        let err = ConfigError::PortOutOfRange {
+            path: path.clone(),
+            value: "80".to_string(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "/var/ossec/etc/ossec.conf: <cluster><port> '80': Port must be higher than 1024 and \
+             lower than 65535."
+        );
+        let err = ConfigError::InvalidCharacters {
+            path,
+            element: "name".to_string(),
+            value: "a b".to_string(),
+        };
+        assert!(err
+            .to_string()
+            .ends_with("ASCII letters, digits and !\"#$%&'-.:<=>?[\\]^_{|}~"));
+    }
+
+    #[test]
+    fn json_messages_name_the_key_path() {
+        let err = ConfigError::JsonValue {
+            path: PathBuf::from("etc/cluster.json"),
+            key_path: "intervals.worker.keep_alive".to_string(),
+            expected: "a positive number of seconds".to_string(),
+            found: "0".to_string(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "etc/cluster.json: 'intervals.worker.keep_alive' must be a positive number of seconds, \
+             found 0"
+        );
+    }
+}
