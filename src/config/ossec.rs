@@ -993,6 +993,16 @@ mod tests {
     }
 
     #[test]
+    fn truncated_files_fail_cleanly() {
+        let text = format!("\u{feff}<?xml version=\"1.0\"?>\n{STOCK_DISABLED}<!-- é & < -->");
+        for (end, _) in text.char_indices() {
+            // Any outcome but a panic is fine; most prefixes are malformed.
+            let _ = ClusterConfig::parse(&text[..end]);
+        }
+        assert!(ClusterConfig::parse(&text).is_ok());
+    }
+
+    #[test]
     fn literal_ampersand_and_angle_brackets_elsewhere_are_tolerated() {
         let text = format!(
             "<ossec_config><localfile><command>a && b < c</command></localfile>\
