@@ -12,7 +12,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod harness;
 pub mod logging;
 pub mod proto;
 pub mod transport;
-pub mod harness;

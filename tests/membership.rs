@@ -30,7 +30,11 @@ struct Cluster {
 
 impl Cluster {
     fn new(driver: &'static str) -> Cluster {
-        Cluster { root: tempfile::tempdir().unwrap(), port: free_port().unwrap(), driver }
+        Cluster {
+            root: tempfile::tempdir().unwrap(),
+            port: free_port().unwrap(),
+            driver,
+        }
     }
 
     fn home(&self, name: &str) -> std::path::PathBuf {
@@ -39,7 +43,11 @@ impl Cluster {
 
     fn start(&self, spec: NodeSpec, extra: &[&str]) -> Daemon {
         static HOMES: AtomicUsize = AtomicUsize::new(0);
-        let home = self.home(&format!("{}-{}", spec.node_name, HOMES.fetch_add(1, Ordering::Relaxed)));
+        let home = self.home(&format!(
+            "{}-{}",
+            spec.node_name,
+            HOMES.fetch_add(1, Ordering::Relaxed)
+        ));
         spec.write(&home).unwrap();
         let mut args = vec!["--io-driver", self.driver];
         args.extend_from_slice(extra);
@@ -48,19 +56,37 @@ impl Cluster {
 
     fn master(&self) -> Daemon {
         let d = self.start(NodeSpec::master(self.port).with_cluster_json(fast()), &[]);
-        assert!(wait_until(Duration::from_secs(15), || d.log().contains("Serving on ('127.0.0.1'")), "master did not start: {}", d.log());
+        assert!(
+            wait_until(Duration::from_secs(15), || d
+                .log()
+                .contains("Serving on ('127.0.0.1'")),
+            "master did not start: {}",
+            d.log()
+        );
         d
     }
 
     fn worker(&self, name: &str) -> Daemon {
-        self.start(NodeSpec::worker(name, self.port).with_cluster_json(fast()), &[])
+        self.start(
+            NodeSpec::worker(name, self.port).with_cluster_json(fast()),
+            &[],
+        )
     }
 }
 
 /// Runs `cluster_control --home HOME ARGS`; returns (exit code, stdout, stderr).
 fn control(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(CONTROL).arg("--home").arg(home).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(CONTROL)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Node names of the `cluster_control -l` table.
@@ -69,7 +95,11 @@ fn listed(home: &Path) -> Vec<String> {
     if code != 0 {
         return Vec::new();
     }
-    out.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -84,13 +114,25 @@ fn names(list: &[&str]) -> Vec<String> {
 fn three_workers_are_listed_everywhere(driver: &'static str) {
     let c = Cluster::new(driver);
     let mut master = c.master();
-    let workers: Vec<Daemon> = ["worker1", "worker2", "worker3"].iter().map(|n| c.worker(n)).collect();
+    let workers: Vec<Daemon> = ["worker1", "worker2", "worker3"]
+        .iter()
+        .map(|n| c.worker(n))
+        .collect();
     let all = names(&["master", "worker1", "worker2", "worker3"]);
-    assert!(wait_until(Duration::from_secs(20), || sorted(listed(&master.home)) == all), "listed: {:?}\n{}", listed(&master.home), master.log());
+    assert!(
+        wait_until(Duration::from_secs(20), || sorted(listed(&master.home))
+            == all),
+        "listed: {:?}\n{}",
+        listed(&master.home),
+        master.log()
+    );
     // The table has Wazuh's header and the master first.
     let (_, table, _) = control(&master.home, &["-l"]);
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.lines().nth(1).unwrap().starts_with("master "), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("master "),
+        "{table}"
+    );
     // A worker's socket relays to the master and lists the same nodes.
     for w in &workers {
         assert_eq!(sorted(listed(&w.home)), all, "{}", w.log());
@@ -100,8 +142,16 @@ fn three_workers_are_listed_everywhere(driver: &'static str) {
     assert_eq!(code, 0, "{err}");
     assert!(health.contains("Cluster name: wazuh"), "{health}");
     assert!(health.contains(&format!("IO driver: {driver}")), "{health}");
-    assert!(master.log().contains(&format!("Using the {driver} IO driver.")), "{}", master.log());
-    assert!(workers[1].log().contains("Successfully connected to master."));
+    assert!(
+        master
+            .log()
+            .contains(&format!("Using the {driver} IO driver.")),
+        "{}",
+        master.log()
+    );
+    assert!(workers[1]
+        .log()
+        .contains("Successfully connected to master."));
     // SIGTERM: clean exit, pid file and socket gone, and cluster_control says so.
     let home = master.home.clone();
     assert_eq!(master.stop(), Some(0));
@@ -116,7 +166,11 @@ fn refused_workers_log_the_reason_on_both_sides(driver: &'static str) {
     let c = Cluster::new(driver);
     let master = c.master();
     let good = c.worker("worker1");
-    assert!(good.wait_for_log("Successfully connected to master.", Duration::from_secs(15)), "{}", good.log());
+    assert!(
+        good.wait_for_log("Successfully connected to master.", Duration::from_secs(15)),
+        "{}",
+        good.log()
+    );
 
     let mut bad_key = NodeSpec::worker("badkey", c.port).with_cluster_json(fast());
     bad_key.key = "0123456789abcdef0123456789abcdef".into();
@@ -124,55 +178,129 @@ fn refused_workers_log_the_reason_on_both_sides(driver: &'static str) {
     let mut bad_cluster = NodeSpec::worker("badcluster", c.port).with_cluster_json(fast());
     bad_cluster.cluster_name = "other".into();
     let bad_cluster = c.start(bad_cluster, &[]);
-    let bad_version = c.start(NodeSpec::worker("badversion", c.port).with_cluster_json(fast()), &["--wazuh-version", "4.14.7"]);
+    let bad_version = c.start(
+        NodeSpec::worker("badversion", c.port).with_cluster_json(fast()),
+        &["--wazuh-version", "4.14.7"],
+    );
     let duplicate = c.worker("worker1");
 
     let timeout = Duration::from_secs(20);
-    assert!(bad_key.wait_for_log("cluster key does not match the master's", timeout), "{}", bad_key.log());
-    assert!(master.wait_for_log("Could not decrypt message", timeout), "{}", master.log());
-    assert!(master.log().contains("cluster key does not match the master's"));
+    assert!(
+        bad_key.wait_for_log("cluster key does not match the master's", timeout),
+        "{}",
+        bad_key.log()
+    );
+    assert!(
+        master.wait_for_log("Could not decrypt message", timeout),
+        "{}",
+        master.log()
+    );
+    assert!(master
+        .log()
+        .contains("cluster key does not match the master's"));
 
-    assert!(bad_cluster.wait_for_log("Error 3030 - Worker does not belong to the same cluster", timeout), "{}", bad_cluster.log());
-    assert!(master.wait_for_log("the worker belongs to cluster 'other' but the master to 'wazuh'", timeout), "{}", master.log());
+    assert!(
+        bad_cluster.wait_for_log(
+            "Error 3030 - Worker does not belong to the same cluster",
+            timeout
+        ),
+        "{}",
+        bad_cluster.log()
+    );
+    assert!(
+        master.wait_for_log(
+            "the worker belongs to cluster 'other' but the master to 'wazuh'",
+            timeout
+        ),
+        "{}",
+        master.log()
+    );
 
-    assert!(bad_version.wait_for_log("Error 3031 - Worker and master versions are not the same", timeout), "{}", bad_version.log());
-    assert!(master.wait_for_log("the worker announced version 4.14.7 but the master runs 4.3.11", timeout), "{}", master.log());
+    assert!(
+        bad_version.wait_for_log(
+            "Error 3031 - Worker and master versions are not the same",
+            timeout
+        ),
+        "{}",
+        bad_version.log()
+    );
+    assert!(
+        master.wait_for_log(
+            "the worker announced version 4.14.7 but the master runs 4.3.11",
+            timeout
+        ),
+        "{}",
+        master.log()
+    );
 
-    assert!(duplicate.wait_for_log("a node named worker1 is already connected", timeout), "{}", duplicate.log());
-    assert!(master.log().contains("Error 3028 - Worker node ID already exists: a node named worker1 is already connected"));
+    assert!(
+        duplicate.wait_for_log("a node named worker1 is already connected", timeout),
+        "{}",
+        duplicate.log()
+    );
+    assert!(master.log().contains(
+        "Error 3028 - Worker node ID already exists: a node named worker1 is already connected"
+    ));
     // Refused workers retry on their own schedule and stay out.
     assert!(bad_cluster.wait_for_log(&format!("Reconnecting in {RETRY_S} seconds."), timeout));
     assert_eq!(sorted(listed(&master.home)), names(&["master", "worker1"]));
     // The first worker was never disturbed.
-    assert!(!good.log().contains("Could not connect to master"), "{}", good.log());
+    assert!(
+        !good.log().contains("Could not connect to master"),
+        "{}",
+        good.log()
+    );
 }
 
 fn workers_rejoin_a_master_killed_and_restarted(driver: &'static str) {
     let c = Cluster::new(driver);
     let mut master = c.master();
-    let _workers: Vec<Daemon> = ["worker1", "worker2", "worker3"].iter().map(|n| c.worker(n)).collect();
+    let _workers: Vec<Daemon> = ["worker1", "worker2", "worker3"]
+        .iter()
+        .map(|n| c.worker(n))
+        .collect();
     let all = names(&["master", "worker1", "worker2", "worker3"]);
-    assert!(wait_until(Duration::from_secs(20), || sorted(listed(&master.home)) == all));
+    assert!(wait_until(Duration::from_secs(20), || sorted(listed(
+        &master.home
+    )) == all));
     master.kill9();
     std::thread::sleep(Duration::from_secs(1));
     master.restart().unwrap();
     let restarted = Instant::now();
     let limit = Duration::from_secs(RETRY_S + 5);
-    assert!(wait_until(limit, || sorted(listed(&master.home)) == all), "after {:?}: {:?}", restarted.elapsed(), listed(&master.home));
+    assert!(
+        wait_until(limit, || sorted(listed(&master.home)) == all),
+        "after {:?}: {:?}",
+        restarted.elapsed(),
+        listed(&master.home)
+    );
 }
 
 fn a_worker_whose_keepalives_stop_is_dropped(driver: &'static str) {
     let c = Cluster::new(driver);
     let master = c.master();
-    let quiet = NodeSpec::worker("quiet", c.port).with_cluster_json(json!({"intervals": {"worker": {"keep_alive": 1000, "connection_retry": RETRY_S}}}));
+    let quiet = NodeSpec::worker("quiet", c.port).with_cluster_json(
+        json!({"intervals": {"worker": {"keep_alive": 1000, "connection_retry": RETRY_S}}}),
+    );
     let quiet = c.start(quiet, &[]);
-    assert!(quiet.wait_for_log("Successfully connected to master.", Duration::from_secs(15)), "{}", quiet.log());
     assert!(
-        master.wait_for_log("No keep alives have been received from quiet in the last minute. Disconnecting", Duration::from_secs(15)),
+        quiet.wait_for_log("Successfully connected to master.", Duration::from_secs(15)),
+        "{}",
+        quiet.log()
+    );
+    assert!(
+        master.wait_for_log(
+            "No keep alives have been received from quiet in the last minute. Disconnecting",
+            Duration::from_secs(15)
+        ),
         "{}",
         master.log()
     );
-    assert!(quiet.wait_for_log("The master closed the connection", Duration::from_secs(5)), "{}", quiet.log());
+    assert!(
+        quiet.wait_for_log("The master closed the connection", Duration::from_secs(5)),
+        "{}",
+        quiet.log()
+    );
 }
 
 macro_rules! both_drivers {

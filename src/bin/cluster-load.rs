@@ -43,7 +43,14 @@ fn binaries() -> Result<(PathBuf, PathBuf)> {
         let exe = std::env::current_exe()?;
         let release = exe.parent().is_some_and(|d| d.ends_with("release"));
         let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--bin", "wazuh-clusterd", "--bin", "cluster_control"]);
+        build.args([
+            "build",
+            "--quiet",
+            "--bin",
+            "wazuh-clusterd",
+            "--bin",
+            "cluster_control",
+        ]);
         if release {
             build.arg("--release");
         }
@@ -57,7 +64,10 @@ fn binaries() -> Result<(PathBuf, PathBuf)> {
     }
     for bin in [&daemon, &control] {
         if !bin.exists() {
-            bail!("{} is missing: build it with `cargo build --release --bins`", bin.display());
+            bail!(
+                "{} is missing: build it with `cargo build --release --bins`",
+                bin.display()
+            );
         }
     }
     Ok((daemon, control))
@@ -72,32 +82,63 @@ fn listed_nodes(home: &Path) -> usize {
 
 fn demo(workers: usize, io_driver: &str, wazuh_version: &str) -> Result<()> {
     let (daemon_bin, control_bin) = binaries()?;
-    let root = tempfile::Builder::new().prefix("clusterd-demo-").tempdir()?;
+    let root = tempfile::Builder::new()
+        .prefix("clusterd-demo-")
+        .tempdir()?;
     let port = free_port()?;
     let fast = json!({"intervals": {"worker": {"keep_alive": 2, "connection_retry": 2}}});
     let args = ["--io-driver", io_driver, "--wazuh-version", wazuh_version];
-    println!("Starting a master and {workers} workers on 127.0.0.1:{port} (install roots under {})", root.path().display());
+    println!(
+        "Starting a master and {workers} workers on 127.0.0.1:{port} (install roots under {})",
+        root.path().display()
+    );
     let started = Instant::now();
     let master_home = root.path().join("master");
-    NodeSpec::master(port).with_cluster_json(fast.clone()).write(&master_home)?;
+    NodeSpec::master(port)
+        .with_cluster_json(fast.clone())
+        .write(&master_home)?;
     let mut nodes = vec![Daemon::start(&daemon_bin, &master_home, &args)?];
     let socket = clusterd::control::client::socket_path(&master_home);
     if !wait_until(Duration::from_secs(15), || socket.exists()) {
-        bail!("the master did not start; see {}", master_home.join("stderr.log").display());
+        bail!(
+            "the master did not start; see {}",
+            master_home.join("stderr.log").display()
+        );
     }
     for i in 1..=workers {
         let home = root.path().join(format!("worker{i}"));
-        NodeSpec::worker(&format!("worker{i}"), port).with_cluster_json(fast.clone()).write(&home)?;
+        NodeSpec::worker(&format!("worker{i}"), port)
+            .with_cluster_json(fast.clone())
+            .write(&home)?;
         nodes.push(Daemon::start(&daemon_bin, &home, &args)?);
     }
-    if !wait_until(Duration::from_secs(30), || listed_nodes(&master_home) == workers + 1) {
-        bail!("the workers did not all connect within 30 s; logs are under {}", root.path().display());
+    if !wait_until(Duration::from_secs(30), || {
+        listed_nodes(&master_home) == workers + 1
+    }) {
+        bail!(
+            "the workers did not all connect within 30 s; logs are under {}",
+            root.path().display()
+        );
     }
-    println!("All {workers} workers connected in {:.2}s.\n", started.elapsed().as_secs_f64());
-    let table = Command::new(&control_bin).arg("--home").arg(&master_home).arg("-l").output()?;
-    print!("$ cluster_control -l\n{}", String::from_utf8_lossy(&table.stdout));
-    let runtime = LocalClient::connect(&master_home, Duration::from_secs(5))?.call_json("get_runtime", b"")?;
-    println!("\nIO driver: {}", runtime["io_driver"].as_str().unwrap_or("unknown"));
+    println!(
+        "All {workers} workers connected in {:.2}s.\n",
+        started.elapsed().as_secs_f64()
+    );
+    let table = Command::new(&control_bin)
+        .arg("--home")
+        .arg(&master_home)
+        .arg("-l")
+        .output()?;
+    print!(
+        "$ cluster_control -l\n{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+    let runtime = LocalClient::connect(&master_home, Duration::from_secs(5))?
+        .call_json("get_runtime", b"")?;
+    println!(
+        "\nIO driver: {}",
+        runtime["io_driver"].as_str().unwrap_or("unknown")
+    );
     for node in nodes.iter_mut().rev() {
         node.stop();
     }
@@ -108,7 +149,11 @@ fn demo(workers: usize, io_driver: &str, wazuh_version: &str) -> Result<()> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        Cmd::Demo { workers, io_driver, wazuh_version } => demo(workers, &io_driver, &wazuh_version),
+        Cmd::Demo {
+            workers,
+            io_driver,
+            wazuh_version,
+        } => demo(workers, &io_driver, &wazuh_version),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -56,15 +56,23 @@ fn connect(home: &Path, timeout: u64) -> Result<LocalClient, ExitCode> {
     if running_daemon(home).is_none() {
         return Err(fail("Cluster is not running."));
     }
-    LocalClient::connect(home, Duration::from_secs(timeout)).map_err(|e| fail(format!("Cluster is not running ({e}).")))
+    LocalClient::connect(home, Duration::from_secs(timeout))
+        .map_err(|e| fail(format!("Cluster is not running ({e}).")))
 }
 
 fn run(args: Args) -> Result<(), ExitCode> {
     let mut client = connect(&args.home, args.timeout)?;
-    let filter = if args.filter_node.is_empty() { serde_json::Value::Null } else { json!(args.filter_node) };
+    let filter = if args.filter_node.is_empty() {
+        serde_json::Value::Null
+    } else {
+        json!(args.filter_node)
+    };
     let nodes_args = json!({"filter_node": filter, "offset": 0, "limit": 500, "sort": null, "search": null,
                             "select": null, "filter_type": "all", "distinct": false});
-    let get = |client: &mut LocalClient, command: &str, payload: &[u8]| -> Result<serde_json::Value, ExitCode> {
+    let get = |client: &mut LocalClient,
+               command: &str,
+               payload: &[u8]|
+     -> Result<serde_json::Value, ExitCode> {
         client.call_json(command, payload).map_err(|e| match e {
             ControlError::Remote(err) => fail(err),
             other => fail(other),
@@ -77,18 +85,32 @@ fn run(args: Args) -> Result<(), ExitCode> {
     }
     if let Some(more) = &args.health {
         let nodes = get(&mut client, "get_nodes", nodes_args.to_string().as_bytes())?;
-        let names: Vec<serde_json::Value> =
-            nodes["items"].as_array().map(|a| a.iter().map(|i| i["name"].clone()).collect()).unwrap_or_default();
-        let health = get(&mut client, "get_health", json!(names).to_string().as_bytes())?;
+        let names: Vec<serde_json::Value> = nodes["items"]
+            .as_array()
+            .map(|a| a.iter().map(|i| i["name"].clone()).collect())
+            .unwrap_or_default();
+        let health = get(
+            &mut client,
+            "get_health",
+            json!(names).to_string().as_bytes(),
+        )?;
         let config = get(&mut client, "get_config", b"")?;
         let runtime = get(&mut client, "get_runtime", b"")?;
         let cluster_name = config["name"].as_str().unwrap_or("wazuh");
-        print!("{}", format::health_text(&health, cluster_name, more == "more").map_err(fail)?);
-        println!("IO driver: {}", runtime["io_driver"].as_str().unwrap_or("unknown"));
+        print!(
+            "{}",
+            format::health_text(&health, cluster_name, more == "more").map_err(fail)?
+        );
+        println!(
+            "IO driver: {}",
+            runtime["io_driver"].as_str().unwrap_or("unknown")
+        );
         return Ok(());
     }
     if args.agents {
-        return Err(fail("Listing agents needs the agent database, which this node does not serve yet."));
+        return Err(fail(
+            "Listing agents needs the agent database, which this node does not serve yet.",
+        ));
     }
     Err(fail("Nothing to do: use -l, -i or -a (see --help)."))
 }

@@ -8,7 +8,11 @@ use clusterd::config::{IoDriverChoice, SettingsOverrides};
 use clusterd::daemon::{run, DaemonArgs};
 
 #[derive(Parser, Debug)]
-#[command(name = "wazuh-clusterd", disable_version_flag = true, about = "Wazuh cluster daemon")]
+#[command(
+    name = "wazuh-clusterd",
+    disable_version_flag = true,
+    about = "Wazuh cluster daemon"
+)]
 struct Args {
     /// Run in the foreground (log lines are also written to standard error).
     #[arg(short = 'f')]
@@ -32,8 +36,8 @@ struct Args {
     #[arg(long)]
     wazuh_version: Option<String>,
     /// IO driver of the event loop.
-    #[arg(long, value_parser = ["auto", "io_uring", "epoll"])]
-    io_driver: Option<String>,
+    #[arg(long, value_enum)]
+    io_driver: Option<IoDriverChoice>,
 }
 
 fn main() -> ExitCode {
@@ -43,12 +47,10 @@ fn main() -> ExitCode {
         println!("Wazuh v{version} - clusterd {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let io_driver = args.io_driver.as_deref().map(|d| match d {
-        "io_uring" => IoDriverChoice::IoUring,
-        "epoll" => IoDriverChoice::Epoll,
-        _ => IoDriverChoice::Auto,
-    });
-    let overrides = SettingsOverrides { wazuh_version: args.wazuh_version, io_driver };
+    let overrides = SettingsOverrides {
+        wazuh_version: args.wazuh_version,
+        io_driver: args.io_driver,
+    };
     let daemon_args = DaemonArgs {
         home: args.home,
         foreground: args.foreground,

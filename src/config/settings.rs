@@ -68,6 +68,9 @@ pub struct Settings {
     pub io_driver: IoDriverChoice,
     /// Threads for file work; 0 means one per CPU core.
     pub pool_threads: usize,
+    /// Cluster connections the master accepts from one source address (stock nodes: 10). Load tests
+    /// that run hundreds of simulated workers from one address raise it.
+    pub connections_per_ip_max: usize,
 }
 
 impl Default for Settings {
@@ -76,6 +79,7 @@ impl Default for Settings {
             wazuh_version: DEFAULT_WAZUH_VERSION.to_string(),
             io_driver: IoDriverChoice::Auto,
             pool_threads: 0,
+            connections_per_ip_max: 10,
         }
     }
 }
@@ -94,6 +98,7 @@ struct SettingsFile {
     wazuh_version: Option<String>,
     io_driver: Option<IoDriverChoice>,
     pool_threads: Option<usize>,
+    connections_per_ip_max: Option<usize>,
 }
 
 impl Settings {
@@ -121,7 +126,16 @@ impl Settings {
                 .or(file.io_driver)
                 .unwrap_or(defaults.io_driver),
             pool_threads: file.pool_threads.unwrap_or(defaults.pool_threads),
+            connections_per_ip_max: file
+                .connections_per_ip_max
+                .unwrap_or(defaults.connections_per_ip_max),
         };
+        if settings.connections_per_ip_max == 0 {
+            return Err(ConfigError::Settings {
+                path: path.to_path_buf(),
+                message: "connections_per_ip_max must be at least 1".to_string(),
+            });
+        }
         Dialect::from_version(&settings.wazuh_version)?;
         Ok(settings)
     }
@@ -172,7 +186,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(
             &dir,
-            "# tuned for the lab\nwazuh_version = \"4.14.7\"\nio_driver = \"epoll\"\npool_threads = 6\n",
+            "# tuned for the lab\nwazuh_version = \"4.14.7\"\nio_driver = \"epoll\"\npool_threads = 6\n\
+             connections_per_ip_max = 500\n",
         );
         let settings = Settings::load(&path, &SettingsOverrides::default()).unwrap();
         assert_eq!(
@@ -181,7 +196,16 @@ mod tests {
                 wazuh_version: "4.14.7".to_string(),
                 io_driver: IoDriverChoice::Epoll,
                 pool_threads: 6,
+                connections_per_ip_max: 500,
             }
+        );
+        let zero = write(&dir, "connections_per_ip_max = 0\n");
+        let err = Settings::load(&zero, &SettingsOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connections_per_ip_max must be at least 1"),
+            "{err}"
         );
         let empty = write(&dir, "");
         assert_eq!(

@@ -18,7 +18,10 @@ const RELAYED: &[u8] = b"Sent request to master node";
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("could not connect to {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("local socket error: {0}")]
     Io(#[from] std::io::Error),
     #[error("protocol error: {0}")]
@@ -45,9 +48,14 @@ pub fn socket_path(home: &Path) -> PathBuf {
 impl LocalClient {
     pub fn connect(home: &Path, timeout: Duration) -> Result<LocalClient, ControlError> {
         let path = socket_path(home);
-        let stream = UnixStream::connect(&path).map_err(|source| ControlError::Connect { path, source })?;
+        let stream =
+            UnixStream::connect(&path).map_err(|source| ControlError::Connect { path, source })?;
         stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-        Ok(LocalClient { stream, conn: Connection::new(Cipher::Plain, ConnLimits::default(), rand::random()), timeout })
+        Ok(LocalClient {
+            stream,
+            conn: Connection::new(Cipher::Plain, ConnLimits::default(), rand::random()),
+            timeout,
+        })
     }
 
     fn flush(&mut self) -> Result<(), ControlError> {
@@ -60,7 +68,8 @@ impl LocalClient {
     /// Sends a request and returns the result payload, following a worker's relay.
     pub fn call(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, ControlError> {
         let start = Instant::now();
-        self.conn.request(command, payload, (), start, self.timeout)?;
+        self.conn
+            .request(command, payload, (), start, self.timeout)?;
         self.flush()?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -70,7 +79,14 @@ impl LocalClient {
             let n = match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ControlError::Closed),
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e.into()),
             };
             let mut events = Vec::new();
@@ -78,18 +94,42 @@ impl LocalClient {
             let mut outcome = None;
             for event in events {
                 match event {
-                    Event::Reply { command: Command::Ok, payload, .. } if payload == RELAYED => {}
-                    Event::Reply { command: Command::Ok, payload, .. } => outcome = Some(Ok(payload)),
-                    Event::Reply { payload, .. } => outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(&payload)))),
-                    Event::Request { counter, command: Command::ControlRes, payload } => {
+                    Event::Reply {
+                        command: Command::Ok,
+                        payload,
+                        ..
+                    } if payload == RELAYED => {}
+                    Event::Reply {
+                        command: Command::Ok,
+                        payload,
+                        ..
+                    } => outcome = Some(Ok(payload)),
+                    Event::Reply { payload, .. } => {
+                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
+                            &payload,
+                        ))))
+                    }
+                    Event::Request {
+                        counter,
+                        command: Command::ControlRes,
+                        payload,
+                    } => {
                         self.conn.reply(counter, "ok", b"Response received")?;
                         outcome = Some(Ok(payload));
                     }
-                    Event::Request { counter, command: Command::Err, payload } => {
+                    Event::Request {
+                        counter,
+                        command: Command::Err,
+                        payload,
+                    } => {
                         self.conn.reply(counter, "ok", b"Error response received")?;
-                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(&payload))));
+                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
+                            &payload,
+                        ))));
                     }
-                    Event::Request { counter, .. } => self.conn.reply(counter, "err", b"unexpected request")?,
+                    Event::Request { counter, .. } => {
+                        self.conn.reply(counter, "err", b"unexpected request")?
+                    }
                     Event::Cancelled { .. } => {}
                 }
             }
@@ -101,8 +141,13 @@ impl LocalClient {
     }
 
     /// Like [`call`](Self::call), for JSON answers.
-    pub fn call_json(&mut self, command: &str, payload: &[u8]) -> Result<serde_json::Value, ControlError> {
+    pub fn call_json(
+        &mut self,
+        command: &str,
+        payload: &[u8],
+    ) -> Result<serde_json::Value, ControlError> {
         let raw = self.call(command, payload)?;
-        serde_json::from_slice(&raw).map_err(|e| ControlError::Remote(WazuhError::with_extra(3036, e.to_string())))
+        serde_json::from_slice(&raw)
+            .map_err(|e| ControlError::Remote(WazuhError::with_extra(3036, e.to_string())))
     }
 }

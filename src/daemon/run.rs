@@ -33,9 +33,15 @@ pub enum DaemonError {
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error("could not prepare {path}: {source}")]
-    Prepare { path: PathBuf, source: std::io::Error },
+    Prepare {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("could not listen on {what}: {source}")]
-    Listen { what: String, source: std::io::Error },
+    Listen {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("invalid cluster key: {0}")]
     Key(#[from] crate::proto::crypto::CryptoError),
 }
@@ -88,25 +94,53 @@ pub fn run(args: DaemonArgs) -> Result<i32, DaemonError> {
         return Ok(0);
     }
     if config.cluster.disabled {
-        eprintln!("wazuh-clusterd: the cluster is disabled in {}; nothing to do.", config.path("etc/ossec.conf").display());
+        eprintln!(
+            "wazuh-clusterd: the cluster is disabled in {}; nothing to do.",
+            config.path("etc/ossec.conf").display()
+        );
         return Ok(0);
     }
-    prepare_dirs(&args.home).map_err(|source| DaemonError::Prepare { path: args.home.clone(), source })?;
+    prepare_dirs(&args.home).map_err(|source| DaemonError::Prepare {
+        path: args.home.clone(),
+        source,
+    })?;
     let choice = choose(driver_choice(config.settings.io_driver))?;
     if !args.foreground {
-        daemonize().map_err(|source| DaemonError::Prepare { path: args.home.clone(), source })?;
+        daemonize().map_err(|source| DaemonError::Prepare {
+            path: args.home.clone(),
+            source,
+        })?;
     }
-    let _log = crate::logging::init(&config.path("logs/cluster.log"), args.debug_level, args.foreground)
-        .map_err(|source| DaemonError::Prepare { path: config.path("logs/cluster.log"), source })?;
+    let _log = crate::logging::init(
+        &config.path("logs/cluster.log"),
+        args.debug_level,
+        args.foreground,
+    )
+    .map_err(|source| DaemonError::Prepare {
+        path: config.path("logs/cluster.log"),
+        source,
+    })?;
     for warning in &config.warnings {
         clog_warn!("Cluster", "Main", "{warning}");
     }
     match &choice.fallback_reason {
-        Some(reason) => clog_warn!("Cluster", "Main", "io_uring is not usable here ({reason}); using the epoll IO driver."),
-        None => clog_info!("Cluster", "Main", "Using the {} IO driver.", choice.kind.name()),
+        Some(reason) => clog_warn!(
+            "Cluster",
+            "Main",
+            "io_uring is not usable here ({reason}); using the epoll IO driver."
+        ),
+        None => clog_info!(
+            "Cluster",
+            "Main",
+            "Using the {} IO driver.",
+            choice.kind.name()
+        ),
     }
     let runtime = build_runtime(choice.kind)?;
-    let pid_file = PidFile::create(&args.home).map_err(|source| DaemonError::Prepare { path: config.path("var/run"), source })?;
+    let pid_file = PidFile::create(&args.home).map_err(|source| DaemonError::Prepare {
+        path: config.path("var/run"),
+        source,
+    })?;
     let settings = node_settings(&config, choice.kind.name());
     let result = runtime.block_on(serve(config, settings));
     drop(pid_file);
@@ -115,24 +149,39 @@ pub fn run(args: DaemonArgs) -> Result<i32, DaemonError> {
 
 async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError> {
     let is_master = settings.is_master;
-    let tag = if is_master { "Master".to_string() } else { format!("Worker {}", settings.node_name) };
+    let tag = if is_master {
+        "Master".to_string()
+    } else {
+        format!("Worker {}", settings.node_name)
+    };
     let (bind_addr, port) = (config.cluster.bind_addr.clone(), settings.port);
     let node = Node::new(settings, rand::random(), Now::system())?;
-    let event_loop = EventLoop::new(node, &config.home, LoopLimits::default());
+    let event_loop = EventLoop::new(node, &config.home, LoopLimits::default(), &tag);
 
     let socket_path = config.path(&format!("queue/cluster/{LOCAL_SOCKET}"));
     let _ = std::fs::remove_file(&socket_path);
     let local = UnixListener::bind(&socket_path)
         .await
-        .map_err(|source| DaemonError::Listen { what: socket_path.display().to_string(), source })?;
+        .map_err(|source| DaemonError::Listen {
+            what: socket_path.display().to_string(),
+            source,
+        })?;
     let _ = std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o660));
-    clog_info!("Local Server", "Main", "Serving on {}", socket_path.display());
+    clog_info!(
+        "Local Server",
+        "Main",
+        "Serving on {}",
+        socket_path.display()
+    );
     compio::runtime::spawn(event_loop.clone().serve_local(local)).detach();
 
     if is_master {
         let listener = TcpListener::bind((bind_addr.as_str(), port))
             .await
-            .map_err(|source| DaemonError::Listen { what: format!("{bind_addr}:{port}"), source })?;
+            .map_err(|source| DaemonError::Listen {
+                what: format!("{bind_addr}:{port}"),
+                source,
+            })?;
         clog_info!(tag, "Main", "Serving on ('{bind_addr}', {port})");
         compio::runtime::spawn(event_loop.clone().serve_cluster(listener)).detach();
     }
@@ -146,7 +195,11 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
     };
     match signal {
         Ok(name) => clog_info!(tag, "Main", "Received {name}: shutting down."),
-        Err(e) => clog_error!(tag, "Main", "Could not wait for signals ({e}): shutting down."),
+        Err(e) => clog_error!(
+            tag,
+            "Main",
+            "Could not wait for signals ({e}): shutting down."
+        ),
     }
     event_loop.shutdown().await;
     let _ = std::fs::remove_file(&socket_path);

@@ -40,7 +40,10 @@ pub fn daemonize() -> io::Result<()> {
         ForkResult::Child => {}
     }
     setsid().map_err(io::Error::from)?;
-    let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     use std::os::fd::AsRawFd;
     for fd in 0..3 {
         // SAFETY: both descriptors are open; dup2 only replaces the standard stream.
@@ -63,7 +66,10 @@ mod tests {
         fs::write(home.path().join("queue/cluster/stray"), b"x").unwrap();
         fs::write(home.path().join("queue/cluster").join(LOCAL_SOCKET), b"").unwrap();
         prepare_dirs(home.path()).unwrap();
-        let left: Vec<_> = fs::read_dir(home.path().join("queue/cluster")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = fs::read_dir(home.path().join("queue/cluster"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left, vec![std::ffi::OsString::from(LOCAL_SOCKET)]);
         assert!(home.path().join("logs").is_dir());
         assert!(home.path().join("var/run").is_dir());

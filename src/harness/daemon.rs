@@ -29,13 +29,21 @@ pub fn sibling_binary(name: &str) -> io::Result<PathBuf> {
 impl Daemon {
     /// Starts `binary -f --home HOME ARGS...`, with its standard error appended to `HOME/stderr.log`.
     pub fn start(binary: &Path, home: &Path, args: &[&str]) -> io::Result<Daemon> {
-        let mut d = Daemon { child: None, home: home.to_path_buf(), binary: binary.to_path_buf(), args: args.iter().map(|s| s.to_string()).collect() };
+        let mut d = Daemon {
+            child: None,
+            home: home.to_path_buf(),
+            binary: binary.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
         d.spawn()?;
         Ok(d)
     }
 
     fn spawn(&mut self) -> io::Result<()> {
-        let stderr = fs::OpenOptions::new().create(true).append(true).open(self.home.join("stderr.log"))?;
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("stderr.log"))?;
         let child = Command::new(&self.binary)
             .arg("-f")
             .arg("--home")
@@ -70,13 +78,18 @@ impl Daemon {
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGTERM, then wait up to 10 s (SIGKILL after that). Returns the exit status code if any.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         for _ in 0..100 {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.code();

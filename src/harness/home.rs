@@ -38,7 +38,11 @@ impl NodeSpec {
     }
 
     pub fn worker(name: &str, port: u16) -> NodeSpec {
-        NodeSpec { node_name: name.into(), is_master: false, ..NodeSpec::master(port) }
+        NodeSpec {
+            node_name: name.into(),
+            is_master: false,
+            ..NodeSpec::master(port)
+        }
     }
 
     pub fn with_cluster_json(mut self, value: Value) -> NodeSpec {
@@ -66,7 +70,10 @@ impl NodeSpec {
         fs::create_dir_all(home.join("etc"))?;
         fs::write(home.join("etc/ossec.conf"), self.ossec_conf())?;
         if let Some(json) = &self.cluster_json {
-            fs::write(home.join("etc/cluster.json"), serde_json::to_vec_pretty(json)?)?;
+            fs::write(
+                home.join("etc/cluster.json"),
+                serde_json::to_vec_pretty(json)?,
+            )?;
         }
         Ok(())
     }

@@ -36,7 +36,10 @@ pub enum DriverError {
     #[error("io_uring was requested but does not work here: {0}")]
     IoUringUnavailable(io::Error),
     #[error("could not start the {driver} event loop: {source}")]
-    Runtime { driver: &'static str, source: io::Error },
+    Runtime {
+        driver: &'static str,
+        source: io::Error,
+    },
 }
 
 /// Proves io_uring works by creating a ring and completing one no-op on it.
@@ -44,9 +47,13 @@ pub fn probe_io_uring() -> io::Result<()> {
     let mut ring = io_uring::IoUring::new(2)?;
     let nop = io_uring::opcode::Nop::new().build().user_data(0x6e6f70);
     // SAFETY: a no-op entry references no buffer, so nothing must outlive the submission.
-    unsafe { ring.submission().push(&nop) }.map_err(|_| io::Error::other("submission queue full"))?;
+    unsafe { ring.submission().push(&nop) }
+        .map_err(|_| io::Error::other("submission queue full"))?;
     ring.submit_and_wait(1)?;
-    let cqe = ring.completion().next().ok_or_else(|| io::Error::other("no completion for the no-op"))?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| io::Error::other("no completion for the no-op"))?;
     if cqe.result() < 0 {
         return Err(io::Error::from_raw_os_error(-cqe.result()));
     }
@@ -61,13 +68,25 @@ pub struct Choice {
 
 pub fn choose(choice: DriverChoice) -> Result<Choice, DriverError> {
     match choice {
-        DriverChoice::Epoll => Ok(Choice { kind: DriverKind::Epoll, fallback_reason: None }),
+        DriverChoice::Epoll => Ok(Choice {
+            kind: DriverKind::Epoll,
+            fallback_reason: None,
+        }),
         DriverChoice::IoUring => probe_io_uring()
-            .map(|()| Choice { kind: DriverKind::IoUring, fallback_reason: None })
+            .map(|()| Choice {
+                kind: DriverKind::IoUring,
+                fallback_reason: None,
+            })
             .map_err(DriverError::IoUringUnavailable),
         DriverChoice::Auto => Ok(match probe_io_uring() {
-            Ok(()) => Choice { kind: DriverKind::IoUring, fallback_reason: None },
-            Err(e) => Choice { kind: DriverKind::Epoll, fallback_reason: Some(e.to_string()) },
+            Ok(()) => Choice {
+                kind: DriverKind::IoUring,
+                fallback_reason: None,
+            },
+            Err(e) => Choice {
+                kind: DriverKind::Epoll,
+                fallback_reason: Some(e.to_string()),
+            },
         }),
     }
 }
@@ -82,10 +101,20 @@ pub fn build_runtime(kind: DriverKind) -> Result<Runtime, DriverError> {
     let runtime = RuntimeBuilder::new()
         .with_proactor(proactor)
         .build()
-        .map_err(|source| DriverError::Runtime { driver: kind.name(), source })?;
-    let actual = if runtime.driver_type().is_iouring() { DriverKind::IoUring } else { DriverKind::Epoll };
+        .map_err(|source| DriverError::Runtime {
+            driver: kind.name(),
+            source,
+        })?;
+    let actual = if runtime.driver_type().is_iouring() {
+        DriverKind::IoUring
+    } else {
+        DriverKind::Epoll
+    };
     if actual != kind {
-        return Err(DriverError::Runtime { driver: kind.name(), source: io::Error::other(format!("got {} instead", actual.name())) });
+        return Err(DriverError::Runtime {
+            driver: kind.name(),
+            source: io::Error::other(format!("got {} instead", actual.name())),
+        });
     }
     Ok(runtime)
 }

@@ -36,7 +36,10 @@ pub struct LoopLimits {
 
 impl Default for LoopLimits {
     fn default() -> Self {
-        LoopLimits { write_queue_bytes_max: 1 << 30, connect_timeout: Duration::from_secs(10) }
+        LoopLimits {
+            write_queue_bytes_max: 1 << 30,
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -69,9 +72,16 @@ fn shutdown_fd(fd: RawFd) {
 }
 
 impl EventLoop {
-    pub fn new(node: Node, home: &Path, limits: LoopLimits) -> Rc<EventLoop> {
-        let tag = if node.is_master() { "Master".to_string() } else { "Cluster".to_string() };
-        Rc::new(EventLoop { node: RefCell::new(node), conns: RefCell::new(HashMap::new()), home: home.to_path_buf(), limits, tag })
+    /// `tag` is the node's log tag (`Master`, `Worker <name>`).
+    pub fn new(node: Node, home: &Path, limits: LoopLimits, tag: &str) -> Rc<EventLoop> {
+        let tag = tag.to_string();
+        Rc::new(EventLoop {
+            node: RefCell::new(node),
+            conns: RefCell::new(HashMap::new()),
+            home: home.to_path_buf(),
+            limits,
+            tag,
+        })
     }
 
     /// Carries out everything the engine asked for.
@@ -91,11 +101,17 @@ impl EventLoop {
         match output {
             Output::Send { conn, frames } => {
                 let conns = self.conns.borrow();
-                let Some(handle) = conns.get(&conn) else { return };
+                let Some(handle) = conns.get(&conn) else {
+                    return;
+                };
                 let bytes: usize = frames.iter().map(Bytes::len).sum();
                 let queued = handle.queued_bytes.get() + bytes;
                 if queued > self.limits.write_queue_bytes_max {
-                    clog_warn!(self.tag, "Main", "Closing a connection whose peer does not read: {queued} bytes queued.");
+                    clog_warn!(
+                        self.tag,
+                        "Main",
+                        "Closing a connection whose peer does not read: {queued} bytes queued."
+                    );
                     shutdown_fd(handle.fd);
                     return;
                 }
@@ -109,7 +125,8 @@ impl EventLoop {
             }
             Output::Connect { conn, host, port } => {
                 let this = self.clone();
-                compio::runtime::spawn(async move { this.connect(conn, host, port).await }).detach();
+                compio::runtime::spawn(async move { this.connect(conn, host, port).await })
+                    .detach();
             }
             Output::CreateDir { rel } => {
                 let path = self.home.join(&rel);
@@ -121,15 +138,27 @@ impl EventLoop {
     }
 
     async fn connect(self: Rc<Self>, conn: ConnId, host: String, port: u16) {
-        let attempt = compio::time::timeout(self.limits.connect_timeout, TcpStream::connect((host.as_str(), port))).await;
+        let attempt = compio::time::timeout(
+            self.limits.connect_timeout,
+            TcpStream::connect((host.as_str(), port)),
+        )
+        .await;
         match attempt {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 self.start_conn(conn, stream);
                 self.node.borrow_mut().connected(conn, Now::system());
             }
-            Ok(Err(e)) => self.node.borrow_mut().connect_failed(conn, &e.to_string(), Now::system()),
-            Err(_) => self.node.borrow_mut().connect_failed(conn, "connection timed out", Now::system()),
+            Ok(Err(e)) => {
+                self.node
+                    .borrow_mut()
+                    .connect_failed(conn, &e.to_string(), Now::system())
+            }
+            Err(_) => {
+                self.node
+                    .borrow_mut()
+                    .connect_failed(conn, "connection timed out", Now::system())
+            }
         }
         self.apply_outputs();
     }
@@ -142,7 +171,14 @@ impl EventLoop {
         let (tx, rx) = mpsc::unbounded();
         let queued_bytes = Rc::new(Cell::new(0));
         let fd = stream.as_raw_fd();
-        self.conns.borrow_mut().insert(conn, ConnHandle { tx, queued_bytes: queued_bytes.clone(), fd });
+        self.conns.borrow_mut().insert(
+            conn,
+            ConnHandle {
+                tx,
+                queued_bytes: queued_bytes.clone(),
+                fd,
+            },
+        );
         let writer = stream.clone();
         compio::runtime::spawn(write_loop(rx, writer, queued_bytes, fd)).detach();
         let this = self.clone();
@@ -158,7 +194,9 @@ impl EventLoop {
             match result {
                 Ok(0) => break,
                 Ok(n) => {
-                    self.node.borrow_mut().receive(conn, &buf[..n], Now::system());
+                    self.node
+                        .borrow_mut()
+                        .receive(conn, &buf[..n], Now::system());
                     self.apply_outputs();
                 }
                 Err(e) => {
@@ -180,7 +218,11 @@ impl EventLoop {
             match listener.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    let accepted = self.node.borrow_mut().accept_cluster(addr.ip(), addr.port(), Now::system());
+                    let accepted = self.node.borrow_mut().accept_cluster(
+                        addr.ip(),
+                        addr.port(),
+                        Now::system(),
+                    );
                     match accepted {
                         Some(conn) => self.start_conn(conn, stream),
                         None => drop(stream),
@@ -205,7 +247,11 @@ impl EventLoop {
                     self.apply_outputs();
                 }
                 Err(e) => {
-                    clog_error!("Local Server", "Main", "Could not accept a local connection: {e}");
+                    clog_error!(
+                        "Local Server",
+                        "Main",
+                        "Could not accept a local connection: {e}"
+                    );
                     compio::time::sleep(TICK).await;
                 }
             }
@@ -235,7 +281,12 @@ impl EventLoop {
     }
 }
 
-async fn write_loop<S: AsyncWrite>(mut rx: mpsc::UnboundedReceiver<WriterMsg>, mut stream: S, queued: Rc<Cell<usize>>, fd: RawFd) {
+async fn write_loop<S: AsyncWrite>(
+    mut rx: mpsc::UnboundedReceiver<WriterMsg>,
+    mut stream: S,
+    queued: Rc<Cell<usize>>,
+    fd: RawFd,
+) {
     while let Some(msg) = rx.next().await {
         match msg {
             WriterMsg::Frames(frames) => {
