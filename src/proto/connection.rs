@@ -13,6 +13,7 @@ use super::command::Command;
 use super::crypto::{Cipher, CryptoError};
 use super::decoder::{DecodeError, DecodeLimits, Decoder};
 use super::encoder::encode_message;
+use super::files::{FileError, FileLimits, FileWrite, IncomingFiles};
 use super::frame::{CommandNameError, REQUEST_CHUNK_BYTES};
 use super::requests::{Match, Requests, TooManyRequests};
 use super::strings::{StringError, StringLimits, Strings};
@@ -25,6 +26,7 @@ const INTERRUPTED_TASKS_MAX: usize = 1024;
 pub struct ConnLimits {
     pub decode: DecodeLimits,
     pub strings: StringLimits,
+    pub files: FileLimits,
     pub requests_in_flight_max: usize,
     /// Plaintext size above which outgoing messages are divided.
     pub chunk_bytes: usize,
@@ -35,6 +37,7 @@ impl Default for ConnLimits {
         ConnLimits {
             decode: DecodeLimits::default(),
             strings: StringLimits::default(),
+            files: FileLimits::default(),
             requests_in_flight_max: 1024,
             chunk_bytes: REQUEST_CHUNK_BYTES,
         }
@@ -81,6 +84,7 @@ pub struct Connection<P> {
     rng: SmallRng,
     requests: Requests<P>,
     strings: Strings,
+    files: IncomingFiles,
     interrupted: VecDeque<String>,
     outbox: Vec<Bytes>,
     chunk_bytes: usize,
@@ -97,6 +101,7 @@ impl<P> Connection<P> {
             rng,
             requests: Requests::new(limits.requests_in_flight_max),
             strings: Strings::new(limits.strings),
+            files: IncomingFiles::new(limits.files),
             interrupted: VecDeque::new(),
             outbox: Vec::new(),
             chunk_bytes: limits.chunk_bytes,
@@ -158,6 +163,18 @@ impl<P> Connection<P> {
                 Ok(None) => self.reply(counter, "ok", b"None"),
                 Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
             },
+            Command::NewFile => match self.files.open(&payload) {
+                Ok(()) => self.reply(counter, "ok ", b"Ready to receive new file"),
+                Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
+            },
+            Command::FileUpd => {
+                self.file_reply(counter, |files| files.update(&payload), b"File updated")
+            }
+            Command::FileEnd => self.file_reply(
+                counter,
+                |files| files.end(&payload),
+                b"File received correctly",
+            ),
             Command::CancelTask => {
                 let text = String::from_utf8_lossy(&payload);
                 let (task_id, error) = text.split_once(' ').unwrap_or((&text, ""));
@@ -181,6 +198,18 @@ impl<P> Connection<P> {
                 });
                 Ok(())
             }
+        }
+    }
+
+    fn file_reply(
+        &mut self,
+        counter: u32,
+        step: impl FnOnce(&mut IncomingFiles) -> Result<(), FileError>,
+        done: &[u8],
+    ) -> Result<(), ConnError> {
+        match step(&mut self.files) {
+            Ok(()) => self.reply(counter, "ok", done),
+            Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
         }
     }
 
@@ -234,6 +263,21 @@ impl<P> Connection<P> {
     /// True if the peer cancelled the task.
     pub fn is_interrupted(&self, task_id: &str) -> bool {
         self.interrupted.iter().any(|t| t == task_id)
+    }
+
+    /// File bytes received and waiting to be written, in order.
+    pub fn take_file_writes(&mut self) -> Vec<FileWrite> {
+        self.files.take_writes()
+    }
+
+    /// Writing a received file failed: its `file_end` will be answered with the error.
+    pub fn file_write_failed(&mut self, rel: &str, reason: &str) {
+        self.files.write_failed(rel, reason);
+    }
+
+    /// Whether a finished file transfer arrived intact (for the command that references it).
+    pub fn take_received_file(&mut self, rel: &str) -> Option<bool> {
+        self.files.take_finished(rel)
     }
 
     /// Frames waiting to be written, in order.

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod crypto;
 pub mod decoder;
 pub mod encoder;
+pub mod files;
 pub mod frame;
 pub mod node;
 pub mod requests;

@@ -128,6 +128,14 @@ impl EventLoop {
                 compio::runtime::spawn(async move { this.connect(conn, host, port).await })
                     .detach();
             }
+            Output::WriteFile { conn, write } => {
+                if let Err(e) = write_received(&self.home, &write) {
+                    clog_error!(self.tag, "Main", "Could not write {}: {e}", write.rel);
+                    self.node
+                        .borrow_mut()
+                        .file_write_failed(conn, &write.rel, &e.to_string());
+                }
+            }
             Output::CreateDir { rel } => {
                 let path = self.home.join(&rel);
                 if let Err(e) = std::fs::create_dir_all(&path) {
@@ -279,6 +287,28 @@ impl EventLoop {
         }
         clog_info!(self.tag, "Main", "Connections closed.");
     }
+}
+
+/// Writes received file bytes under the install root. The engine confined `rel` to
+/// `queue/cluster/`; the last component is never followed if it is a symlink, and parents are not
+/// created (the per-peer directory exists from `hello` on).
+// Writes are small (at most one frame's worth) and sequential; they move to the worker pool with the
+// integrity sync.
+fn write_received(home: &Path, write: &crate::proto::files::FileWrite) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o640);
+    if write.truncate {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    let mut file = options.open(home.join(&write.rel))?;
+    file.write_all(&write.data)
 }
 
 async fn write_loop<S: AsyncWrite>(

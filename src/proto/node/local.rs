@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{push_frames, ConnId, Node, Now, PeerConn, Purpose, Role};
+use super::{flush_conn, ConnId, Node, Now, PeerConn, Purpose, Role};
 use crate::proto::command::Command;
 use crate::proto::connection::Event;
 use crate::proto::wazuh_error::WazuhError;
@@ -74,7 +74,7 @@ impl Node {
             }
         }
         if let Some(peer) = self.locals.get_mut(&conn) {
-            push_frames(&mut self.outputs, conn, peer.conn.take_outbox());
+            flush_conn(&mut self.outputs, conn, &mut peer.conn);
         }
         self.flush_all();
     }
@@ -146,7 +146,7 @@ impl Node {
                     "Could not forward the master's answer: {e}"
                 );
             }
-            push_frames(&mut self.outputs, d.local, peer.conn.take_outbox());
+            flush_conn(&mut self.outputs, d.local, &mut peer.conn);
         }
     }
 

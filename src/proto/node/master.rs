@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::listing::{self, NodeEntry, WorkerStatus};
 use super::local::unknown_command;
 use super::reasons::{master_side, valid_node_name};
-use super::{push_frames, ConnId, NodeSettings, Now, Output, PeerConn, Purpose};
+use super::{flush_conn, ConnId, NodeSettings, Now, Output, PeerConn, Purpose};
 use crate::proto::command::Command;
 use crate::proto::connection::{ConnError, Event};
 use crate::proto::wazuh_error::WazuhError;
@@ -238,7 +238,7 @@ impl Master {
         }
         if outcome.is_err() {
             // A refused worker closes the connection itself; closing here too frees its name at once.
-            push_frames(outputs, conn, peer.conn.take_outbox());
+            flush_conn(outputs, conn, &mut peer.conn);
             self.drop_peer(conn, outputs);
         }
     }
@@ -404,9 +404,13 @@ impl Master {
         }
     }
 
+    pub(super) fn conn_mut(&mut self, conn: ConnId) -> Option<&mut PeerConn> {
+        self.workers.get_mut(&conn).map(|w| &mut w.conn)
+    }
+
     pub(super) fn flush(&mut self, outputs: &mut Vec<Output>) {
         for (id, peer) in self.workers.iter_mut() {
-            push_frames(outputs, *id, peer.conn.take_outbox());
+            flush_conn(outputs, *id, &mut peer.conn);
         }
     }
 

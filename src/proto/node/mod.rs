@@ -24,6 +24,7 @@ use self::master::Master;
 use self::worker::Worker;
 use super::connection::{ConnLimits, Connection};
 use super::crypto::{Cipher, CryptoError};
+use super::files::FileWrite;
 
 /// Identifies one connection of this node.
 pub type ConnId = u64;
@@ -59,6 +60,8 @@ pub enum Output {
     },
     /// Make sure a directory below the install root exists.
     CreateDir { rel: String },
+    /// Write received file bytes; report a failure with `file_write_failed`.
+    WriteFile { conn: ConnId, write: FileWrite },
 }
 
 /// What a reply to one of our requests is for.
@@ -204,6 +207,21 @@ impl Node {
         }
     }
 
+    /// The transport could not write a received file.
+    pub fn file_write_failed(&mut self, conn: ConnId, rel: &str, reason: &str) {
+        if let Some(peer) = self.locals.get_mut(&conn) {
+            peer.conn.file_write_failed(rel, reason);
+            return;
+        }
+        let peer = match &mut self.role {
+            Role::Master(master) => master.conn_mut(conn),
+            Role::Worker(worker) => worker.conn_mut(conn),
+        };
+        if let Some(peer) = peer {
+            peer.file_write_failed(rel, reason);
+        }
+    }
+
     /// Time passed: timeouts, keepalives, reconnections.
     pub fn tick(&mut self, now: Now) {
         if now.mono >= self.next_keepalive_check {
@@ -239,7 +257,7 @@ impl Node {
     /// Moves every connection's pending frames to the outputs.
     fn flush_all(&mut self) {
         for (id, peer) in self.locals.iter_mut() {
-            push_frames(&mut self.outputs, *id, peer.conn.take_outbox());
+            flush_conn(&mut self.outputs, *id, &mut peer.conn);
         }
         match &mut self.role {
             Role::Master(master) => master.flush(&mut self.outputs),
@@ -268,7 +286,12 @@ impl Ids {
     }
 }
 
-fn push_frames(outputs: &mut Vec<Output>, conn: ConnId, frames: Vec<Bytes>) {
+/// Moves a connection's pending frames and received file bytes to the outputs.
+fn flush_conn(outputs: &mut Vec<Output>, conn: ConnId, peer: &mut PeerConn) {
+    for write in peer.take_file_writes() {
+        outputs.push(Output::WriteFile { conn, write });
+    }
+    let frames = peer.take_outbox();
     if !frames.is_empty() {
         outputs.push(Output::Send { conn, frames });
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::local::{relay_failure, unknown_command, LocalDelivery};
 use super::reasons::{worker_side, SILENT_REFUSAL};
-use super::{push_frames, ConnId, Ids, NodeSettings, Now, Output, PeerConn, Purpose};
+use super::{flush_conn, ConnId, Ids, NodeSettings, Now, Output, PeerConn, Purpose};
 use crate::proto::command::Command;
 use crate::proto::connection::Event;
 use crate::proto::wazuh_error::WazuhError;
@@ -106,7 +106,7 @@ impl Worker {
         ) {
             clog_error!(Self::tag(settings), "Main", "Could not send hello: {e}");
         }
-        push_frames(outputs, conn, peer.take_outbox());
+        flush_conn(outputs, conn, &mut peer);
         self.link = Link::AwaitHelloReply {
             conn,
             peer: Box::new(peer),
@@ -441,11 +441,22 @@ impl Worker {
         .map_err(|e| WazuhError::with_extra(3018, e.to_string()))
     }
 
+    pub(super) fn conn_mut(&mut self, conn: ConnId) -> Option<&mut PeerConn> {
+        match &mut self.link {
+            Link::AwaitHelloReply { conn: c, peer } | Link::Connected { conn: c, peer, .. }
+                if *c == conn =>
+            {
+                Some(peer)
+            }
+            _ => None,
+        }
+    }
+
     pub(super) fn flush(&mut self, outputs: &mut Vec<Output>) {
         if let Link::AwaitHelloReply { conn, peer } | Link::Connected { conn, peer, .. } =
             &mut self.link
         {
-            push_frames(outputs, *conn, peer.take_outbox());
+            flush_conn(outputs, *conn, peer);
         }
     }
 
