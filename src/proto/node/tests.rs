@@ -157,7 +157,7 @@ impl Sim {
                     }
                 }
             }
-            Output::CreateDir { .. } => {}
+            Output::CreateDir { .. } | Output::WriteFile { .. } => {}
         }
     }
 
