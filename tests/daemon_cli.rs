@@ -4,21 +4,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use clusterd::harness::NodeSpec;
+use clusterd::harness::{run_with_home, NodeSpec};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
 
+/// Exit code and standard error of the daemon run on `home`.
 fn run(home: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(DAEMON)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, _, err) = run_with_home(Path::new(DAEMON), home, args);
+    (code, err)
 }
 
 fn home_with(conf: &str) -> tempfile::TempDir {

@@ -2,11 +2,10 @@
 //! IO drivers: joining, refusals with their reasons, master restart, keepalive loss, clean shutdown.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clusterd::harness::{free_port, wait_until, Daemon, NodeSpec};
+use clusterd::harness::{free_port, run_with_home, wait_until, Daemon, NodeSpec};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -76,17 +75,7 @@ impl Cluster {
 
 /// Runs `cluster_control --home HOME ARGS`; returns (exit code, stdout, stderr).
 fn control(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(CONTROL)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_with_home(Path::new(CONTROL), home, args)
 }
 
 /// Node names of the `cluster_control -l` table.

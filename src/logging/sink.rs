@@ -202,7 +202,7 @@ fn report(what: &str, err: &io::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::logging::tests::Shared;
 
     fn noon() -> NaiveDateTime {
         NaiveDate::from_ymd_opt(2024, 5, 6)
@@ -244,17 +244,6 @@ mod tests {
 
     #[test]
     fn echo_receives_same_lines() {
-        #[derive(Clone, Default)]
-        struct Shared(Arc<Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cluster.log");
         let echo = Shared::default();

@@ -107,17 +107,6 @@ fn debug_level_filtering() {
 
 #[test]
 fn echo_gets_every_file_line() {
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cluster.log");
     let echo = Shared::default();
@@ -237,4 +226,18 @@ fn empty_day_is_not_archived() {
         fs::read_to_string(&path).expect("read"),
         "2024/06/02 01:00:00 INFO: [A] [B] x\n"
     );
+}
+
+/// A writer whose bytes the test can read back (stands in for stderr).
+#[derive(Clone, Default)]
+pub(super) struct Shared(pub(super) Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{flush_conn, ConnId, Node, Now, PeerConn, Purpose, Role};
+use super::{flush_conn, silent_peers, ConnId, Node, Now, PeerConn, Purpose, Role};
 use crate::proto::command::Command;
 use crate::proto::connection::Event;
 use crate::proto::wazuh_error::WazuhError;
@@ -153,12 +153,7 @@ impl Node {
     /// Local clients are held to the same keepalive rule as workers.
     pub(super) fn check_local_keepalives(&mut self, now: Now) {
         let limit = self.settings.timers.max_allowed_time_without_keepalive;
-        let silent: Vec<ConnId> = self
-            .locals
-            .iter()
-            .filter(|(_, p)| now.mono.saturating_duration_since(p.last_keepalive) > limit)
-            .map(|(id, _)| *id)
-            .collect();
+        let silent = silent_peers(self.locals.iter(), |p| p.last_keepalive, limit, now);
         for conn in silent {
             if let Some(peer) = self.locals.remove(&conn) {
                 clog_error!(

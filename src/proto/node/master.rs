@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::listing::{self, NodeEntry, WorkerStatus};
 use super::local::unknown_command;
 use super::reasons::{master_side, valid_node_name};
-use super::{flush_conn, ConnId, NodeSettings, Now, Output, PeerConn, Purpose};
+use super::{flush_conn, silent_peers, ConnId, NodeSettings, Now, Output, PeerConn, Purpose};
 use crate::proto::command::Command;
 use crate::proto::connection::{ConnError, Event};
 use crate::proto::wazuh_error::WazuhError;
@@ -357,12 +357,7 @@ impl Master {
         outputs: &mut Vec<Output>,
     ) {
         let limit = settings.timers.max_allowed_time_without_keepalive;
-        let silent: Vec<ConnId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| now.mono.saturating_duration_since(w.last_keepalive) > limit)
-            .map(|(id, _)| *id)
-            .collect();
+        let silent = silent_peers(self.workers.iter(), |w| w.last_keepalive, limit, now);
         for conn in silent {
             if let Some(peer) = self.workers.get(&conn) {
                 let name = peer.name.clone().unwrap_or_else(|| peer.address());

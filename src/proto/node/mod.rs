@@ -286,6 +286,19 @@ impl Ids {
     }
 }
 
+/// The connections whose last keepalive is older than `limit`.
+fn silent_peers<'a, T: 'a>(
+    peers: impl Iterator<Item = (&'a ConnId, &'a T)>,
+    last_keepalive: impl Fn(&T) -> Instant,
+    limit: std::time::Duration,
+    now: Now,
+) -> Vec<ConnId> {
+    peers
+        .filter(|(_, p)| now.mono.saturating_duration_since(last_keepalive(p)) > limit)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 /// Moves a connection's pending frames and received file bytes to the outputs.
 fn flush_conn(outputs: &mut Vec<Output>, conn: ConnId, peer: &mut PeerConn) {
     for write in peer.take_file_writes() {
