@@ -131,6 +131,9 @@ fn three_workers_are_listed_everywhere(driver: &'static str) {
     assert_eq!(code, 0, "{err}");
     assert!(health.contains("Cluster name: wazuh"), "{health}");
     assert!(health.contains(&format!("IO driver: {driver}")), "{health}");
+    let (code, more, err) = control(&master.home, &["-i", "more"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(more.contains("worker3"), "{more}");
     assert!(
         master
             .log()
@@ -287,6 +290,16 @@ fn a_worker_whose_keepalives_stop_is_dropped(driver: &'static str) {
     );
     assert!(
         quiet.wait_for_log("The master closed the connection", Duration::from_secs(5)),
+        "{}",
+        quiet.log()
+    );
+    // ... and the worker comes back on its own.
+    assert!(
+        wait_until(Duration::from_secs(RETRY_S + 5), || quiet
+            .log()
+            .matches("Successfully connected to master.")
+            .count()
+            >= 2),
         "{}",
         quiet.log()
     );
