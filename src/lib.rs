@@ -15,4 +15,5 @@ pub mod daemon;
 pub mod harness;
 pub mod logging;
 pub mod proto;
+pub mod sync;
 pub mod transport;
