@@ -12,3 +12,4 @@ pub mod node;
 pub mod requests;
 pub mod strings;
 pub mod wazuh_error;
+pub mod transfer;
