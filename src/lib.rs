@@ -14,6 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod harness;
 pub mod logging;
+pub mod pool;
 pub mod proto;
 pub mod sync;
 pub mod transport;
