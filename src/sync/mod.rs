@@ -1,6 +1,10 @@
 //! Pure domain logic of the integrity sync: file metadata, classification of differences, package and
 //! merged-file formats. No sockets, no runtime; formats work on `Read`/`Write` streams.
 
+pub mod classify;
 pub mod metadata;
+pub mod paths;
 
+pub use classify::{classify, Classification, ClassifyError, Counts};
 pub use metadata::{FileMeta, HashKind, Metadata, MetadataError};
+pub use paths::{item_for, safe_relative, PathError};
