@@ -2,9 +2,11 @@
 //! merged-file formats. No sockets, no runtime; formats work on `Read`/`Write` streams.
 
 pub mod classify;
+pub mod merged;
 pub mod metadata;
 pub mod paths;
 
 pub use classify::{classify, Classification, ClassifyError, Counts};
+pub use merged::{MergedError, MergedLimits, MergedReader, MergedRecord, MergedWriter};
 pub use metadata::{FileMeta, HashKind, Metadata, MetadataError};
 pub use paths::{item_for, safe_relative, PathError};
