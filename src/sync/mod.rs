@@ -4,9 +4,11 @@
 pub mod classify;
 pub mod merged;
 pub mod metadata;
+pub mod package;
 pub mod paths;
 
 pub use classify::{classify, Classification, ClassifyError, Counts};
 pub use merged::{MergedError, MergedLimits, MergedReader, MergedRecord, MergedWriter};
 pub use metadata::{FileMeta, HashKind, Metadata, MetadataError};
+pub use package::{AddOutcome, PackageError, PackageOutput, PackageSink, UnpackLimits, Unpacked};
 pub use paths::{item_for, safe_relative, PathError};
