@@ -71,6 +71,9 @@ pub struct Settings {
     /// Cluster connections the master accepts from one source address (stock nodes: 10). Load tests
     /// that run hundreds of simulated workers from one address raise it.
     pub connections_per_ip_max: usize,
+    /// A worker replaces its `etc/client.keys` with a master's that lost more than half of its agents
+    /// only when this is set (protects workers from a master whose keys were wiped by mistake).
+    pub allow_client_keys_shrink: bool,
 }
 
 impl Default for Settings {
@@ -80,6 +83,7 @@ impl Default for Settings {
             io_driver: IoDriverChoice::Auto,
             pool_threads: 0,
             connections_per_ip_max: 10,
+            allow_client_keys_shrink: false,
         }
     }
 }
@@ -99,6 +103,7 @@ struct SettingsFile {
     io_driver: Option<IoDriverChoice>,
     pool_threads: Option<usize>,
     connections_per_ip_max: Option<usize>,
+    allow_client_keys_shrink: Option<bool>,
 }
 
 impl Settings {
@@ -129,6 +134,9 @@ impl Settings {
             connections_per_ip_max: file
                 .connections_per_ip_max
                 .unwrap_or(defaults.connections_per_ip_max),
+            allow_client_keys_shrink: file
+                .allow_client_keys_shrink
+                .unwrap_or(defaults.allow_client_keys_shrink),
         };
         if settings.connections_per_ip_max == 0 {
             return Err(ConfigError::Settings {
@@ -197,6 +205,7 @@ mod tests {
                 io_driver: IoDriverChoice::Epoll,
                 pool_threads: 6,
                 connections_per_ip_max: 500,
+                allow_client_keys_shrink: false,
             }
         );
         let zero = write(&dir, "connections_per_ip_max = 0\n");

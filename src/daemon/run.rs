@@ -10,10 +10,11 @@ use serde_json::json;
 use super::pidfile::PidFile;
 use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
 use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
+use crate::pool::{ApplyPolicy, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
-use crate::proto::node::{Node, NodeSettings, Now, Timers};
+use crate::proto::node::{Node, NodeSettings, Now, SyncSettings, Timers};
 use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
-use crate::transport::event_loop::{EventLoop, LoopLimits};
+use crate::transport::event_loop::{job_channel, EventLoop, LoopLimits};
 use crate::{clog_error, clog_info, clog_warn};
 
 /// What the command line asked of the daemon.
@@ -82,8 +83,38 @@ fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
             max_allowed_time_without_keepalive: intervals.master.max_allowed_time_without_keepalive,
             timeout_cluster_request: intervals.communication.timeout_cluster_request,
         },
+        sync: SyncSettings {
+            dialect: config.dialect,
+            sync_integrity: intervals.worker.sync_integrity,
+            recalculate_integrity: intervals.master.recalculate_integrity,
+            max_locked_integrity_time: intervals.master.max_locked_integrity_time,
+            timeout_receiving_file: intervals.communication.timeout_receiving_file,
+            timeout_extra_valid: intervals.master.timeout_extra_valid,
+            max_zip_size: intervals.communication.max_zip_size,
+            min_zip_size: intervals.communication.min_zip_size,
+            zip_limit_tolerance: intervals.communication.zip_limit_tolerance,
+        },
         connections_per_ip_max: config.settings.connections_per_ip_max,
         limits: ConnLimits::default(),
+    }
+}
+
+/// Jobs waiting for a pool thread; past this the engine is told the pool is busy.
+const JOB_QUEUE_MAX: usize = 4096;
+
+/// What the pool's jobs need to know about this node.
+fn sync_env(config: &Config) -> SyncEnv {
+    let comm = &config.cluster_json.intervals.communication;
+    SyncEnv {
+        home: config.home.clone(),
+        node_name: config.cluster.node_name.clone(),
+        files: config.cluster_json.files.clone(),
+        dialect: config.dialect,
+        compress_level: comm.compress_level,
+        max_zip_size: comm.max_zip_size,
+        policy: ApplyPolicy {
+            allow_client_keys_shrink: config.settings.allow_client_keys_shrink,
+        },
     }
 }
 
@@ -156,7 +187,26 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
     };
     let (bind_addr, port) = (config.cluster.bind_addr.clone(), settings.port);
     let node = Node::new(settings, rand::random(), Now::system())?;
-    let event_loop = EventLoop::new(node, &config.home, LoopLimits::default(), &tag);
+    let (results_tx, results) = job_channel();
+    let runner = PoolRunner::new(
+        sync_env(&config),
+        config.settings.pool_threads,
+        JOB_QUEUE_MAX,
+        results_tx,
+    )
+    .map_err(|source| DaemonError::Prepare {
+        path: config.home.clone(),
+        source,
+    })?;
+    clog_info!(tag, "Main", "Worker pool of {} threads.", runner.threads());
+    let event_loop = EventLoop::new(
+        node,
+        Box::new(runner),
+        &config.home,
+        LoopLimits::default(),
+        &tag,
+    );
+    compio::runtime::spawn(event_loop.clone().run_job_results(results)).detach();
 
     let socket_path = config.path(&format!("queue/cluster/{LOCAL_SOCKET}"));
     let _ = std::fs::remove_file(&socket_path);

@@ -16,4 +16,7 @@ mod walk;
 pub use apply::{apply, ApplyPlan, ApplyPolicy, ApplyReport};
 pub use hash::{hash_file, MMAP_THRESHOLD_BYTES};
 pub use integrity::{local_integrity, IntegrityCache, IntegrityReport, RACY_MARGIN};
+pub use runner::{PoolRunner, SyncEnv};
 pub use threads::{JobError, JobId, Pool, PoolError};
+mod jobs;
+pub mod runner;

@@ -265,6 +265,11 @@ impl<P> Connection<P> {
         self.interrupted.iter().any(|t| t == task_id)
     }
 
+    /// Accept received files only below `prefix` from now on.
+    pub fn confine_received_files(&mut self, prefix: &str) {
+        self.files.confine_to(prefix);
+    }
+
     /// File bytes received and waiting to be written, in order.
     pub fn take_file_writes(&mut self) -> Vec<FileWrite> {
         self.files.take_writes()

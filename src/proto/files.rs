@@ -67,6 +67,8 @@ pub struct IncomingFiles {
     writes: Vec<FileWrite>,
     /// Finished transfers and whether they arrived intact, for the command that references them.
     finished: HashMap<String, bool>,
+    /// A narrower directory this peer may write into (a worker: its own `queue/cluster/<name>/`).
+    prefix: Option<String>,
 }
 
 /// Turns the wire path (`/queue/cluster/...`) into a path relative to the install root, refusing
@@ -103,12 +105,26 @@ impl IncomingFiles {
             open: HashMap::new(),
             writes: Vec::new(),
             finished: HashMap::new(),
+            prefix: None,
+        }
+    }
+
+    /// From now on only paths below `prefix` (e.g. `queue/cluster/worker1/`) are accepted.
+    pub fn confine_to(&mut self, prefix: &str) {
+        self.prefix = Some(prefix.to_string());
+    }
+
+    fn path(&self, wire: &[u8]) -> Result<String, FileError> {
+        let rel = receive_path(wire)?;
+        match &self.prefix {
+            Some(prefix) if !rel.starts_with(prefix.as_str()) => Err(FileError::PathNotAllowed),
+            _ => Ok(rel),
         }
     }
 
     /// `new_file <path>`.
     pub fn open(&mut self, payload: &[u8]) -> Result<(), FileError> {
-        let rel = receive_path(payload)?;
+        let rel = self.path(payload)?;
         if !self.open.contains_key(&rel) && self.open.len() >= self.limits.open_files_max {
             return Err(FileError::TooMany(self.limits.open_files_max));
         }
@@ -132,7 +148,7 @@ impl IncomingFiles {
     /// `file_upd <path> <bytes>`.
     pub fn update(&mut self, payload: &[u8]) -> Result<(), FileError> {
         let (path, data) = split_path(payload)?;
-        let rel = receive_path(path)?;
+        let rel = self.path(path)?;
         let file = self
             .open
             .get_mut(&rel)
@@ -155,7 +171,7 @@ impl IncomingFiles {
     /// `file_end <path> <32-byte SHA-256>`: closes the transfer and checks the digest.
     pub fn end(&mut self, payload: &[u8]) -> Result<(), FileError> {
         let (path, digest) = split_path(payload)?;
-        let rel = receive_path(path)?;
+        let rel = self.path(path)?;
         let file = self
             .open
             .remove(&rel)
@@ -213,6 +229,21 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_confined_peer_writes_only_into_its_directory() {
+        let mut f = IncomingFiles::new(FileLimits::default());
+        f.confine_to("queue/cluster/w1/");
+        assert_eq!(
+            f.open(b"/queue/cluster/w2/p.zip"),
+            Err(FileError::PathNotAllowed)
+        );
+        assert_eq!(
+            f.open(b"/queue/cluster/c-internal.sock"),
+            Err(FileError::PathNotAllowed)
+        );
+        f.open(b"/queue/cluster/w1/p.zip").unwrap();
     }
 
     #[test]

@@ -11,7 +11,10 @@ use super::frame::REQUEST_CHUNK_BYTES;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Send this request and wait for its reply.
-    Request { command: &'static str, payload: Vec<u8> },
+    Request {
+        command: &'static str,
+        payload: Vec<u8>,
+    },
     /// Read `len` bytes at `offset` of the file and call [`OutgoingFile::chunk_read`].
     Read { offset: u64, len: usize },
     /// The transfer is over (`file_end` answered).
@@ -46,8 +49,22 @@ impl OutgoingFile {
     pub fn start(rel: &str, size: u64) -> (OutgoingFile, Step) {
         let wire = format!("/{rel}");
         let chunk = REQUEST_CHUNK_BYTES - wire.len() - 1;
-        let file = OutgoingFile { rel: rel.to_string(), size, sent: 0, hasher: Sha256::new(), state: State::AwaitNewFileReply, chunk, requested: 0 };
-        (file, Step::Request { command: "new_file", payload: wire.into_bytes() })
+        let file = OutgoingFile {
+            rel: rel.to_string(),
+            size,
+            sent: 0,
+            hasher: Sha256::new(),
+            state: State::AwaitNewFileReply,
+            chunk,
+            requested: 0,
+        };
+        (
+            file,
+            Step::Request {
+                command: "new_file",
+                payload: wire.into_bytes(),
+            },
+        )
     }
 
     fn wire_prefix(&self) -> Vec<u8> {
@@ -72,13 +89,19 @@ impl OutgoingFile {
                 }
                 self.state = State::AwaitRead;
                 self.requested = (self.size - self.sent).min(self.chunk as u64) as usize;
-                Step::Read { offset: self.sent, len: self.requested }
+                Step::Read {
+                    offset: self.sent,
+                    len: self.requested,
+                }
             }
             State::AwaitEndReply | State::Done => {
                 self.state = State::Done;
                 Step::Done
             }
-            State::AwaitRead => Step::Read { offset: self.sent, len: self.requested },
+            State::AwaitRead => Step::Read {
+                offset: self.sent,
+                len: self.requested,
+            },
         }
     }
 
@@ -99,14 +122,20 @@ impl OutgoingFile {
         self.state = State::AwaitUpdReply;
         let mut payload = self.wire_prefix();
         payload.extend_from_slice(data);
-        Step::Request { command: "file_upd", payload }
+        Step::Request {
+            command: "file_upd",
+            payload,
+        }
     }
 
     fn end(&mut self) -> Step {
         self.state = State::AwaitEndReply;
         let mut payload = self.wire_prefix();
         payload.extend_from_slice(&self.hasher.clone().finalize());
-        Step::Request { command: "file_end", payload }
+        Step::Request {
+            command: "file_end",
+            payload,
+        }
     }
 }
 
@@ -116,9 +145,13 @@ mod tests {
     use crate::proto::files::IncomingFiles;
 
     /// Drives a sender against a receiver, as two peers would.
-    fn transfer(content: &[u8], cancel_after_chunks: Option<usize>) -> (Vec<u8>, Result<(), crate::proto::files::FileError>) {
+    fn transfer(
+        content: &[u8],
+        cancel_after_chunks: Option<usize>,
+    ) -> (Vec<u8>, Result<(), crate::proto::files::FileError>) {
         let mut receiver = IncomingFiles::new(Default::default());
-        let (mut sender, mut step) = OutgoingFile::start("queue/cluster/w1/p.zip", content.len() as u64);
+        let (mut sender, mut step) =
+            OutgoingFile::start("queue/cluster/w1/p.zip", content.len() as u64);
         let mut chunks = 0;
         let mut end_result = Ok(());
         loop {
@@ -134,17 +167,29 @@ mod tests {
                     }
                     sender.replied(cancel_after_chunks == Some(chunks))
                 }
-                Step::Read { offset, len } => sender.chunk_read(&content[offset as usize..offset as usize + len]),
+                Step::Read { offset, len } => {
+                    sender.chunk_read(&content[offset as usize..offset as usize + len])
+                }
                 Step::Done => break,
             };
         }
-        let written: Vec<u8> = receiver.take_writes().into_iter().flat_map(|w| w.data).collect();
+        let written: Vec<u8> = receiver
+            .take_writes()
+            .into_iter()
+            .flat_map(|w| w.data)
+            .collect();
         (written, end_result)
     }
 
     #[test]
     fn files_of_every_size_arrive_intact() {
-        for len in [0usize, 1, REQUEST_CHUNK_BYTES - 30, REQUEST_CHUNK_BYTES, 3 * REQUEST_CHUNK_BYTES + 5] {
+        for len in [
+            0usize,
+            1,
+            REQUEST_CHUNK_BYTES - 30,
+            REQUEST_CHUNK_BYTES,
+            3 * REQUEST_CHUNK_BYTES + 5,
+        ] {
             let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let (written, end) = transfer(&content, None);
             assert_eq!(written, content, "len {len}");
@@ -155,8 +200,12 @@ mod tests {
     #[test]
     fn full_chunks_are_exactly_one_frame_of_plaintext() {
         let (mut s, _) = OutgoingFile::start("queue/cluster/w1/p.zip", 20_000_000);
-        let Step::Read { len, .. } = s.replied(false) else { panic!() };
-        let Step::Request { payload, .. } = s.chunk_read(&vec![0; len]) else { panic!() };
+        let Step::Read { len, .. } = s.replied(false) else {
+            panic!()
+        };
+        let Step::Request { payload, .. } = s.chunk_read(&vec![0; len]) else {
+            panic!()
+        };
         assert_eq!(payload.len(), REQUEST_CHUNK_BYTES);
     }
 

@@ -17,6 +17,7 @@ use compio::BufResult;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 
+use crate::proto::jobs::{JobId, JobResult, JobRunner};
 use crate::proto::node::{ConnId, Node, Now, Output};
 use crate::{clog_debug, clog_error, clog_info, clog_warn};
 
@@ -55,9 +56,18 @@ struct ConnHandle {
     fd: RawFd,
 }
 
+/// Where job results travel from the pool threads to the loop.
+pub type JobResults = mpsc::UnboundedReceiver<(JobId, JobResult)>;
+
+/// A sender for pool threads and the receiver the loop drains.
+pub fn job_channel() -> (mpsc::UnboundedSender<(JobId, JobResult)>, JobResults) {
+    mpsc::unbounded()
+}
+
 /// State shared by the loop's tasks (all on one thread).
 pub struct EventLoop {
     node: RefCell<Node>,
+    jobs: Box<dyn JobRunner>,
     conns: RefCell<HashMap<ConnId, ConnHandle>>,
     home: PathBuf,
     limits: LoopLimits,
@@ -73,10 +83,17 @@ fn shutdown_fd(fd: RawFd) {
 
 impl EventLoop {
     /// `tag` is the node's log tag (`Master`, `Worker <name>`).
-    pub fn new(node: Node, home: &Path, limits: LoopLimits, tag: &str) -> Rc<EventLoop> {
+    pub fn new(
+        node: Node,
+        jobs: Box<dyn JobRunner>,
+        home: &Path,
+        limits: LoopLimits,
+        tag: &str,
+    ) -> Rc<EventLoop> {
         let tag = tag.to_string();
         Rc::new(EventLoop {
             node: RefCell::new(node),
+            jobs,
             conns: RefCell::new(HashMap::new()),
             home: home.to_path_buf(),
             limits,
@@ -135,6 +152,21 @@ impl EventLoop {
                         .borrow_mut()
                         .file_write_failed(conn, &write.rel, &e.to_string());
                 }
+            }
+            Output::Job { id, job } => {
+                if let Err(e) = self.jobs.submit(id, job) {
+                    self.node.borrow_mut().job_done(id, Err(e), Now::system());
+                }
+            }
+            Output::ReadChunk {
+                conn,
+                rel,
+                offset,
+                len,
+            } => {
+                let data = read_chunk(&self.home.join(&rel), offset, len)
+                    .map_err(|e| format!("could not read {rel}: {e}"));
+                self.node.borrow_mut().chunk_read(conn, data, Now::system());
             }
             Output::CreateDir { rel } => {
                 let path = self.home.join(&rel);
@@ -266,6 +298,14 @@ impl EventLoop {
         }
     }
 
+    /// Feeds job results from the pool to the engine.
+    pub async fn run_job_results(self: Rc<Self>, mut results: JobResults) {
+        while let Some((id, result)) = results.next().await {
+            self.node.borrow_mut().job_done(id, result, Now::system());
+            self.apply_outputs();
+        }
+    }
+
     /// Feeds time to the engine.
     pub async fn run_timers(self: Rc<Self>) {
         loop {
@@ -287,6 +327,22 @@ impl EventLoop {
         }
         clog_info!(self.tag, "Main", "Connections closed.");
     }
+}
+
+/// Reads part of a file being sent. One chunk is at most one frame (5 MiB) from the page cache.
+fn read_chunk(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 /// Writes received file bytes under the install root. The engine confined `rel` to

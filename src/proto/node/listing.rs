@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
+use super::master_sync::SyncHealth;
 use super::wazuh_date;
 use crate::proto::wazuh_error::WazuhError;
 
@@ -22,6 +23,11 @@ pub(super) struct NodeEntry {
 #[derive(Debug, Clone)]
 pub(super) struct WorkerStatus {
     pub last_keep_alive: SystemTime,
+    pub sync: SyncHealth,
+}
+
+fn date(at: Option<SystemTime>) -> String {
+    at.map_or_else(|| "n/a".to_string(), wazuh_date)
 }
 
 const FIELDS: [&str; 4] = ["name", "type", "version", "ip"];
@@ -177,11 +183,14 @@ pub(super) fn health(entries: &[NodeEntry], filter: &[u8]) -> Result<Value, Wazu
 }
 
 fn worker_status(worker: &WorkerStatus) -> Value {
+    let s = &worker.sync;
     json!({
-        "sync_integrity_free": true,
-        "last_check_integrity": {"date_start_master": "n/a", "date_end_master": "n/a"},
-        "last_sync_integrity": {"date_start_master": "n/a", "date_end_master": "n/a", "total_extra_valid": 0,
-                                "total_files": {"missing": 0, "shared": 0, "extra": 0}},
+        "sync_integrity_free": s.free,
+        "last_check_integrity": {"date_start_master": date(s.check_start), "date_end_master": date(s.check_end)},
+        "last_sync_integrity": {"date_start_master": date(s.sync_start), "date_end_master": date(s.sync_end),
+                                "total_extra_valid": s.counts.extra_valid,
+                                "total_files": {"missing": s.counts.missing, "shared": s.counts.shared,
+                                                "extra": s.counts.extra, "extra_valid": s.counts.extra_valid}},
         "sync_agent_info_free": true,
         "last_sync_agentinfo": {"date_start_master": "n/a", "date_end_master": "n/a", "n_synced_chunks": 0},
         "last_sync_agentgroup": {"date_start": "n/a", "date_end": "n/a", "n_synced_chunks": 0},
@@ -202,6 +211,7 @@ mod tests {
             ip: ip.into(),
             worker: Some(WorkerStatus {
                 last_keep_alive: SystemTime::UNIX_EPOCH,
+                sync: SyncHealth::default(),
             }),
         };
         vec![

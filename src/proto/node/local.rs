@@ -99,12 +99,12 @@ impl Node {
                 Some(("ok", self.settings.runtime_info.to_string().into_bytes()))
             }
             Command::GetNodes | Command::GetHealth => match &mut self.role {
-                Role::Master(master) => Some(
-                    match master.control(&command, &payload, &self.settings, now) {
+                Role::Master(master) => {
+                    Some(match master.control(&command, &payload, &self.settings) {
                         Ok(json) => ("ok", json.to_string().into_bytes()),
                         Err(e) => ("err", e.to_payload()),
-                    },
-                ),
+                    })
+                }
                 Role::Worker(worker) => {
                     match worker.forward(
                         &command,

@@ -1,39 +1,43 @@
 //! The master's side of membership (PROTOCOL.md §2.3–§2.4): accepting workers, `hello`, keepalive
-//! checking, and the node listing every `get_nodes`/`get_health` is answered from.
+//! checking, and the node listing every `get_nodes`/`get_health` is answered from. The integrity
+//! flows of each worker live in `master_sync.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
 use super::listing::{self, NodeEntry, WorkerStatus};
 use super::local::unknown_command;
+use super::master_sync::{LocalIntegrity, PeerSync};
 use super::reasons::{master_side, valid_node_name};
-use super::{flush_conn, silent_peers, ConnId, NodeSettings, Now, Output, PeerConn, Purpose};
+use super::{flush_conn, silent_peers, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
 use crate::proto::command::Command;
 use crate::proto::connection::{ConnError, Event};
+use crate::proto::jobs::JobId;
 use crate::proto::wazuh_error::WazuhError;
 use crate::{clog_debug, clog_error, clog_info, clog_warn};
 
 /// A connection on the cluster port.
-struct WorkerPeer {
-    conn: PeerConn,
+pub(super) struct WorkerPeer {
+    pub(super) conn: PeerConn,
     ip: IpAddr,
     port: u16,
     /// Set by `hello` (even a refused one holds its name until the connection closes).
-    name: Option<String>,
+    pub(super) name: Option<String>,
     version: String,
     /// `hello` succeeded: the worker is listed.
-    accepted: bool,
+    pub(super) accepted: bool,
     last_keepalive: Instant,
     last_keepalive_wall: SystemTime,
     /// An `echo-m` liveness probe is in flight (another connection claimed this name).
     probing: bool,
+    pub(super) sync: PeerSync,
 }
 
 impl WorkerPeer {
-    fn tag(&self) -> String {
+    pub(super) fn tag(&self) -> String {
         match &self.name {
             Some(name) => format!("Worker {name}"),
             None => "Master".to_string(),
@@ -43,19 +47,32 @@ impl WorkerPeer {
     fn address(&self) -> String {
         format!("('{}', {})", self.ip, self.port)
     }
+
+    /// The worker's name; only called once `hello` succeeded.
+    pub(super) fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
 }
 
-/// Every cluster connection of the master, in connection order.
+/// Every cluster connection of the master, in connection order, and the master-wide sync state.
 pub(super) struct Master {
-    workers: BTreeMap<ConnId, WorkerPeer>,
+    pub(super) workers: BTreeMap<ConnId, WorkerPeer>,
     names: HashMap<String, ConnId>,
+    pub(super) local: LocalIntegrity,
+    /// Workers granted an integrity check since the last local-integrity calculation.
+    pub(super) granted: HashSet<String>,
+    /// Jobs run on behalf of a connection.
+    pub(super) jobs: HashMap<JobId, ConnId>,
 }
 
 impl Master {
-    pub(super) fn new() -> Master {
+    pub(super) fn new(now: Instant) -> Master {
         Master {
             workers: BTreeMap::new(),
             names: HashMap::new(),
+            local: LocalIntegrity::new(now),
+            granted: HashSet::new(),
+            jobs: HashMap::new(),
         }
     }
 
@@ -88,25 +105,19 @@ impl Master {
             last_keepalive: now.mono,
             last_keepalive_wall: now.wall,
             probing: false,
+            sync: PeerSync::new(settings.sync.max_zip_size),
         };
         clog_info!("Master", "Main", "Connection from {}", peer.address());
         self.workers.insert(id, peer);
         true
     }
 
-    pub(super) fn receive(
-        &mut self,
-        conn: ConnId,
-        bytes: &[u8],
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
-    ) {
+    pub(super) fn receive(&mut self, conn: ConnId, bytes: &[u8], ctx: &mut Ctx) {
         let Some(peer) = self.workers.get_mut(&conn) else {
             return;
         };
         let mut events = Vec::new();
-        if let Err(e) = peer.conn.receive(bytes, now.mono, &mut events) {
+        if let Err(e) = peer.conn.receive(bytes, ctx.now.mono, &mut events) {
             match e {
                 ConnError::Decrypt(_) => clog_error!(
                     peer.tag(),
@@ -116,7 +127,7 @@ impl Master {
                 ),
                 other => clog_warn!(peer.tag(), "Main", "Closing connection with {}: {other}.", peer.address()),
             }
-            self.drop_peer(conn, outputs);
+            self.drop_peer(conn, ctx);
             return;
         }
         for event in events {
@@ -125,7 +136,7 @@ impl Master {
                     counter,
                     command,
                     payload,
-                } => self.request(conn, counter, command, payload, settings, now, outputs),
+                } => self.request(conn, counter, command, payload, ctx),
                 Event::Reply {
                     purpose: Purpose::Probe,
                     ..
@@ -139,7 +150,11 @@ impl Master {
                         );
                     }
                 }
-                Event::Reply { .. } => {}
+                Event::Reply {
+                    purpose,
+                    command,
+                    payload,
+                } => self.sync_reply(conn, purpose, command, payload, ctx),
                 Event::Cancelled { error, .. } => {
                     if let Some(peer) = self.workers.get(&conn) {
                         clog_error!(peer.tag(), "Main", "The task was canceled due to the following error on the remote node: {error}");
@@ -147,36 +162,36 @@ impl Master {
                 }
             }
         }
-        self.flush(outputs);
+        self.flush(ctx.outputs);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
         conn: ConnId,
         counter: u32,
         command: Command,
         payload: Vec<u8>,
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
+        ctx: &mut Ctx,
     ) {
         let reply: (&str, Vec<u8>) = match &command {
-            Command::Hello => return self.hello(conn, counter, &payload, settings, now, outputs),
+            Command::Hello => return self.hello(conn, counter, &payload, ctx),
             Command::EchoC => {
                 if let Some(peer) = self.workers.get_mut(&conn) {
-                    peer.last_keepalive = now.mono;
-                    peer.last_keepalive_wall = now.wall;
+                    peer.last_keepalive = ctx.now.mono;
+                    peer.last_keepalive_wall = ctx.now.wall;
                 }
                 ("ok-m ", payload)
             }
             Command::GetNodes | Command::GetHealth => {
-                match self.control(&command, &payload, settings, now) {
+                match self.control(&command, &payload, ctx.settings) {
                     Ok(json) => ("ok", json.to_string().into_bytes()),
                     Err(e) => ("err", e.to_payload()),
                 }
             }
-            other => ("err", unknown_command(other)),
+            other => match self.sync_request(conn, other, &payload, ctx) {
+                Some(reply) => reply,
+                None => ("err", unknown_command(other)),
+            },
         };
         if let Some(peer) = self.workers.get_mut(&conn) {
             if let Err(e) = peer.conn.reply(counter, reply.0, &reply.1) {
@@ -185,21 +200,11 @@ impl Master {
         }
     }
 
-    fn hello(
-        &mut self,
-        conn: ConnId,
-        counter: u32,
-        payload: &[u8],
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
-    ) {
+    fn hello(&mut self, conn: ConnId, counter: u32, payload: &[u8], ctx: &mut Ctx) {
         let text = String::from_utf8_lossy(payload).into_owned();
         let fields: Vec<&str> = text.split(' ').collect();
         let outcome = match fields[..] {
-            [name, cluster, _node_type, version] => {
-                self.admit(conn, name, cluster, version, settings, now)
-            }
+            [name, cluster, _node_type, version] => self.admit(conn, name, cluster, version, ctx),
             _ => Err(WazuhError::with_extra(
                 1000,
                 format!("hello needs 4 space-separated fields, got '{text}'"),
@@ -217,9 +222,12 @@ impl Master {
                     peer.version,
                     peer.ip
                 );
-                outputs.push(Output::CreateDir {
+                ctx.outputs.push(Output::CreateDir {
                     rel: format!("queue/cluster/{name}"),
                 });
+                // A worker sends files only into its own directory.
+                peer.conn
+                    .confine_received_files(&format!("queue/cluster/{name}/"));
                 peer.conn
                     .reply(counter, "ok", format!("Client {name} added").as_bytes())
             }
@@ -238,8 +246,8 @@ impl Master {
         }
         if outcome.is_err() {
             // A refused worker closes the connection itself; closing here too frees its name at once.
-            flush_conn(outputs, conn, &mut peer.conn);
-            self.drop_peer(conn, outputs);
+            flush_conn(ctx.outputs, conn, &mut peer.conn);
+            self.drop_peer(conn, ctx);
         }
     }
 
@@ -250,9 +258,9 @@ impl Master {
         name: &str,
         cluster: &str,
         version: &str,
-        settings: &NodeSettings,
-        now: Now,
+        ctx: &mut Ctx,
     ) -> Result<String, WazuhError> {
+        let settings = ctx.settings;
         let refuse = |code| {
             WazuhError::with_extra(
                 code,
@@ -271,7 +279,7 @@ impl Master {
         }
         if let Some(&holder) = self.names.get(name) {
             if holder != conn {
-                self.probe(holder, settings, now);
+                self.probe(holder, ctx);
                 return Err(refuse(3028));
             }
         }
@@ -297,20 +305,27 @@ impl Master {
 
     /// Asks a worker whose name another connection claims whether it is still there, so a stale
     /// session (a host that vanished without closing its socket) never blocks the worker's return.
-    fn probe(&mut self, holder: ConnId, settings: &NodeSettings, now: Now) {
+    fn probe(&mut self, holder: ConnId, ctx: &mut Ctx) {
         let Some(peer) = self.workers.get_mut(&holder) else {
             return;
         };
         if peer.probing {
             return;
         }
-        let timeout = settings
+        let timeout = ctx
+            .settings
             .timers
             .timeout_cluster_request
-            .min(std::time::Duration::from_secs(10));
+            .min(Duration::from_secs(10));
         if peer
             .conn
-            .request("echo-m", b"keepalive", Purpose::Probe, now.mono, timeout)
+            .request(
+                "echo-m",
+                b"keepalive",
+                Purpose::Probe,
+                ctx.now.mono,
+                timeout,
+            )
             .is_ok()
         {
             peer.probing = true;
@@ -318,18 +333,18 @@ impl Master {
     }
 
     /// The worker closed the connection.
-    pub(super) fn closed(&mut self, conn: ConnId) {
-        self.remove_peer(conn);
+    pub(super) fn closed(&mut self, conn: ConnId, ctx: &mut Ctx) {
+        self.remove_peer(conn, ctx);
     }
 
     /// We close the connection.
-    fn drop_peer(&mut self, conn: ConnId, outputs: &mut Vec<Output>) {
-        self.remove_peer(conn);
-        outputs.push(Output::Close { conn });
+    pub(super) fn drop_peer(&mut self, conn: ConnId, ctx: &mut Ctx) {
+        self.remove_peer(conn, ctx);
+        ctx.outputs.push(Output::Close { conn });
     }
 
-    /// Forgets a connection and frees its name if it held it.
-    fn remove_peer(&mut self, conn: ConnId) {
+    /// Forgets a connection, frees its name if it held it, and abandons its sync tasks.
+    fn remove_peer(&mut self, conn: ConnId, ctx: &mut Ctx) {
         let Some(peer) = self.workers.remove(&conn) else {
             return;
         };
@@ -338,8 +353,10 @@ impl Master {
                 self.names.remove(name);
             }
         }
+        self.jobs.retain(|_, owner| *owner != conn);
         if peer.accepted {
             clog_info!(peer.tag(), "Main", "Cancelling pending tasks.");
+            peer.sync.abandon(ctx);
         } else {
             clog_debug!(
                 peer.tag(),
@@ -350,27 +367,22 @@ impl Master {
         }
     }
 
-    pub(super) fn check_keepalives(
-        &mut self,
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
-    ) {
-        let limit = settings.timers.max_allowed_time_without_keepalive;
-        let silent = silent_peers(self.workers.iter(), |w| w.last_keepalive, limit, now);
+    pub(super) fn check_keepalives(&mut self, ctx: &mut Ctx) {
+        let limit = ctx.settings.timers.max_allowed_time_without_keepalive;
+        let silent = silent_peers(self.workers.iter(), |w| w.last_keepalive, limit, ctx.now);
         for conn in silent {
             if let Some(peer) = self.workers.get(&conn) {
                 let name = peer.name.clone().unwrap_or_else(|| peer.address());
                 clog_error!("Master", "Keep alive", "No keep alives have been received from {name} in the last minute. Disconnecting");
             }
-            self.drop_peer(conn, outputs);
+            self.drop_peer(conn, ctx);
         }
     }
 
-    pub(super) fn tick(&mut self, settings: &NodeSettings, now: Now, outputs: &mut Vec<Output>) {
+    pub(super) fn tick(&mut self, ctx: &mut Ctx) {
         let mut stale = Vec::new();
         for (id, peer) in self.workers.iter_mut() {
-            if peer.conn.payload_overdue(now.mono) {
+            if peer.conn.payload_overdue(ctx.now.mono) {
                 clog_warn!(
                     peer.tag(),
                     "Main",
@@ -379,7 +391,7 @@ impl Master {
                 stale.push(*id);
                 continue;
             }
-            for purpose in peer.conn.expire(now.mono) {
+            for purpose in peer.conn.expire(ctx.now.mono) {
                 if purpose == Purpose::Probe {
                     clog_warn!(peer.tag(), "Main", "No answer to the liveness probe: closing the stale session so the worker can reconnect.");
                     stale.push(*id);
@@ -387,10 +399,10 @@ impl Master {
             }
         }
         for conn in stale {
-            self.drop_peer(conn, outputs);
+            self.drop_peer(conn, ctx);
         }
-        let _ = settings;
-        self.flush(outputs);
+        self.sync_tick(ctx);
+        self.flush(ctx.outputs);
     }
 
     pub(super) fn shutdown(&mut self, outputs: &mut Vec<Output>) {
@@ -429,6 +441,7 @@ impl Master {
                     ip: w.ip.to_string(),
                     worker: Some(WorkerStatus {
                         last_keep_alive: w.last_keepalive_wall,
+                        sync: w.sync.health(),
                     }),
                 }),
         );
@@ -441,7 +454,6 @@ impl Master {
         command: &Command,
         payload: &[u8],
         settings: &NodeSettings,
-        _now: Now,
     ) -> Result<Value, WazuhError> {
         let entries = self.entries(settings);
         match command {

@@ -5,9 +5,11 @@
 mod listing;
 mod local;
 mod master;
+mod master_sync;
 mod reasons;
 mod settings;
 mod worker;
+mod worker_sync;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,14 +19,15 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use settings::{NodeSettings, Timers};
+pub use settings::{NodeSettings, SyncSettings, Timers};
 
-use self::local::LocalPeer;
+use self::local::{LocalDelivery, LocalPeer};
 use self::master::Master;
 use self::worker::Worker;
 use super::connection::{ConnLimits, Connection};
 use super::crypto::{Cipher, CryptoError};
 use super::files::FileWrite;
+use super::jobs::{Job, JobId, JobResult};
 
 /// Identifies one connection of this node.
 pub type ConnId = u64;
@@ -62,6 +65,15 @@ pub enum Output {
     CreateDir { rel: String },
     /// Write received file bytes; report a failure with `file_write_failed`.
     WriteFile { conn: ConnId, write: FileWrite },
+    /// Run a job on the worker pool; report with `job_done`.
+    Job { id: JobId, job: Job },
+    /// Read part of a file being sent on `conn`; report with `chunk_read`.
+    ReadChunk {
+        conn: ConnId,
+        rel: String,
+        offset: u64,
+        len: usize,
+    },
 }
 
 /// What a reply to one of our requests is for.
@@ -75,6 +87,12 @@ enum Purpose {
     },
     /// `echo-m` sent to a worker whose name another connection claims.
     Probe,
+    /// Worker: `syn_i_w_m_p`, answered `True` or `False`.
+    Permission,
+    /// The peer's task id for a file we are about to send (`syn_i_w_m`, `syn_m_c`, `syn_e_w_m`).
+    SyncTaskId,
+    /// A step of a file transfer (`new_file`, `file_upd`, `file_end`).
+    FileStep,
     /// Nothing to do with the reply.
     Ignore,
 }
@@ -103,7 +121,7 @@ impl Node {
     pub fn new(settings: NodeSettings, seed: u64, now: Now) -> Result<Node, CryptoError> {
         let cipher = Cipher::from_cluster_key(&settings.cluster_key)?;
         let role = if settings.is_master {
-            Role::Master(Master::new())
+            Role::Master(Master::new(now.mono))
         } else {
             Role::Worker(Worker::new(now.mono))
         };
@@ -163,16 +181,50 @@ impl Node {
     /// The TCP connection to the master is established (worker only).
     pub fn connected(&mut self, conn: ConnId, now: Now) {
         let peer = self.new_peer_conn(true);
-        if let Role::Worker(worker) = &mut self.role {
-            worker.connected(conn, peer, &self.settings, now, &mut self.outputs);
-        }
+        self.with_role(
+            now,
+            |_, _| {},
+            |w, ctx| {
+                w.connected(conn, peer, ctx);
+                Vec::new()
+            },
+        );
     }
 
     /// The TCP connection to the master could not be opened (worker only).
     pub fn connect_failed(&mut self, conn: ConnId, error: &str, now: Now) {
-        if let Role::Worker(worker) = &mut self.role {
-            worker.connect_failed(conn, error, &self.settings, now);
-        }
+        self.with_role(
+            now,
+            |_, _| {},
+            |w, ctx| {
+                w.connect_failed(conn, error, ctx);
+                Vec::new()
+            },
+        );
+    }
+
+    /// Runs `f` on the role with a context; relayed answers go to local clients.
+    fn with_role(
+        &mut self,
+        now: Now,
+        on_master: impl FnOnce(&mut Master, &mut Ctx),
+        on_worker: impl FnOnce(&mut Worker, &mut Ctx) -> Vec<LocalDelivery>,
+    ) {
+        let mut ctx = Ctx {
+            settings: &self.settings,
+            now,
+            outputs: &mut self.outputs,
+            ids: &mut self.ids,
+            rng: &mut self.rng,
+        };
+        let deliveries = match &mut self.role {
+            Role::Master(master) => {
+                on_master(master, &mut ctx);
+                Vec::new()
+            }
+            Role::Worker(worker) => on_worker(worker, &mut ctx),
+        };
+        self.deliver_to_locals(deliveries, now);
     }
 
     /// Bytes arrived on a connection.
@@ -181,15 +233,11 @@ impl Node {
             self.receive_local(conn, bytes, now);
             return;
         }
-        match &mut self.role {
-            Role::Master(master) => {
-                master.receive(conn, bytes, &self.settings, now, &mut self.outputs)
-            }
-            Role::Worker(worker) => {
-                let replies = worker.receive(conn, bytes, &self.settings, now, &mut self.outputs);
-                self.deliver_to_locals(replies, now);
-            }
-        }
+        self.with_role(
+            now,
+            |m, ctx| m.receive(conn, bytes, ctx),
+            |w, ctx| w.receive(conn, bytes, ctx),
+        );
     }
 
     /// The peer closed the connection, or reading from it failed.
@@ -198,13 +246,31 @@ impl Node {
             peer.log_closed();
             return;
         }
-        match &mut self.role {
-            Role::Master(master) => master.closed(conn),
-            Role::Worker(worker) => {
-                let replies = worker.closed(conn, &self.settings, now);
-                self.deliver_to_locals(replies, now);
-            }
-        }
+        self.with_role(
+            now,
+            |m, ctx| m.closed(conn, ctx),
+            |w, ctx| w.closed(conn, ctx),
+        );
+    }
+
+    /// A job ran on the pool.
+    pub fn job_done(&mut self, id: JobId, result: JobResult, now: Now) {
+        self.with_role(
+            now,
+            |m, ctx| m.job_done(id, result.clone(), ctx),
+            |w, ctx| w.job_done(id, result.clone(), ctx),
+        );
+        self.flush_all();
+    }
+
+    /// The transport read the chunk a transfer on `conn` asked for.
+    pub fn chunk_read(&mut self, conn: ConnId, data: Result<Vec<u8>, String>, now: Now) {
+        self.with_role(
+            now,
+            |m, ctx| m.chunk_read(conn, data.clone(), ctx),
+            |w, ctx| w.chunk_read(conn, data.clone(), ctx),
+        );
+        self.flush_all();
     }
 
     /// The transport could not write a received file.
@@ -227,18 +293,10 @@ impl Node {
         if now.mono >= self.next_keepalive_check {
             self.next_keepalive_check = now.mono + self.settings.timers.check_worker_lastkeepalive;
             self.check_local_keepalives(now);
-            if let Role::Master(master) = &mut self.role {
-                master.check_keepalives(&self.settings, now, &mut self.outputs);
-            }
+            self.with_role(now, |m, ctx| m.check_keepalives(ctx), |_, _| Vec::new());
         }
         self.expire_local_requests(now);
-        match &mut self.role {
-            Role::Master(master) => master.tick(&self.settings, now, &mut self.outputs),
-            Role::Worker(worker) => {
-                let replies = worker.tick(&mut self.ids, &self.settings, now, &mut self.outputs);
-                self.deliver_to_locals(replies, now);
-            }
-        }
+        self.with_role(now, |m, ctx| m.tick(ctx), |w, ctx| w.tick(ctx));
         self.flush_all();
     }
 
@@ -266,9 +324,35 @@ impl Node {
     }
 }
 
+/// What role code needs besides its own state: settings, the time, where outputs go, id sources.
+pub(super) struct Ctx<'a> {
+    pub(super) settings: &'a NodeSettings,
+    pub(super) now: Now,
+    pub(super) outputs: &'a mut Vec<Output>,
+    pub(super) ids: &'a mut Ids,
+    pub(super) rng: &'a mut StdRng,
+}
+
+impl Ctx<'_> {
+    /// Queues a job for the pool and returns its id.
+    pub(super) fn job(&mut self, job: Job) -> JobId {
+        let id = self.ids.next();
+        self.outputs.push(Output::Job { id, job });
+        id
+    }
+
+    /// A random UUID4 task id, as stock nodes use.
+    pub(super) fn uuid(&mut self) -> String {
+        let bytes: [u8; 16] = self.rng.random();
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+}
+
 /// Allocates connection ids; they grow, so id order is connection order.
 #[derive(Debug)]
-struct Ids {
+pub(super) struct Ids {
     next: ConnId,
 }
 
@@ -279,7 +363,7 @@ impl Default for Ids {
 }
 
 impl Ids {
-    fn next(&mut self) -> ConnId {
+    pub(super) fn next(&mut self) -> ConnId {
         let id = self.next;
         self.next += 1;
         id

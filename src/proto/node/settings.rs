@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::config::Dialect;
 use crate::proto::connection::ConnLimits;
 
 /// Timers of the membership protocol (the `intervals` of cluster.json that concern it).
@@ -31,6 +32,37 @@ impl Default for Timers {
     }
 }
 
+/// Integrity-sync timers and package limits (cluster.json `intervals`) and the dialect.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSettings {
+    pub dialect: Dialect,
+    pub sync_integrity: Duration,
+    pub recalculate_integrity: Duration,
+    pub max_locked_integrity_time: Duration,
+    pub timeout_receiving_file: Duration,
+    pub timeout_extra_valid: Duration,
+    pub max_zip_size: u64,
+    pub min_zip_size: u64,
+    pub zip_limit_tolerance: f64,
+}
+
+impl SyncSettings {
+    /// The shipped cluster.json values for a dialect.
+    pub fn defaults(dialect: Dialect) -> SyncSettings {
+        SyncSettings {
+            dialect,
+            sync_integrity: Duration::from_secs(9),
+            recalculate_integrity: Duration::from_secs(8),
+            max_locked_integrity_time: Duration::from_secs(1000),
+            timeout_receiving_file: Duration::from_secs(120),
+            timeout_extra_valid: Duration::from_secs(40),
+            max_zip_size: 1 << 30,
+            min_zip_size: 31_457_280,
+            zip_limit_tolerance: 0.2,
+        }
+    }
+}
+
 /// Identity, peers and limits of the node.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -48,6 +80,7 @@ pub struct NodeSettings {
     /// Answer to the local `get_runtime` command (io driver, dialect, ...).
     pub runtime_info: Value,
     pub timers: Timers,
+    pub sync: SyncSettings,
     /// Simultaneous cluster connections accepted from one source address.
     pub connections_per_ip_max: usize,
     pub limits: ConnLimits,

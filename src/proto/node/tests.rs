@@ -30,10 +30,23 @@ fn settings(name: &str, master: bool, cluster: &str, version: &str, key: &str) -
             max_allowed_time_without_keepalive: Duration::from_secs(6),
             timeout_cluster_request: Duration::from_secs(5),
         },
+        sync: SyncSettings {
+            sync_integrity: Duration::from_secs(2),
+            recalculate_integrity: Duration::from_secs(1),
+            timeout_receiving_file: Duration::from_secs(10),
+            ..SyncSettings::defaults(if version.starts_with("4.3") {
+                Dialect::V4_3
+            } else {
+                Dialect::V4_14
+            })
+        },
         connections_per_ip_max: 10,
         limits: ConnLimits::default(),
     }
 }
+
+/// Size of the fake master package: more than one frame, so transfers take several chunks.
+const PACKAGE_BYTES: usize = 6 * 1024 * 1024 + 7;
 
 /// Which end of an in-memory link a connection id is.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -52,6 +65,14 @@ struct Sim {
     muted: Vec<usize>,
     /// Frames for connections that are not links (local clients), by node and connection.
     unrouted: Vec<(Option<usize>, ConnId, bytes::Bytes)>,
+    /// Every node's files, by (node, path relative to its install root).
+    disk: HashMap<(Option<usize>, String), Vec<u8>>,
+    /// Packages applied per worker (by node name).
+    applied: HashMap<String, usize>,
+    /// Comparisons the master ran per worker, and how many found it in sync.
+    compared: HashMap<String, (usize, usize)>,
+    /// Extra-valid packages the master received.
+    extra_valid_received: usize,
 }
 
 impl Sim {
@@ -73,6 +94,10 @@ impl Sim {
             peer_of: HashMap::new(),
             muted: Vec::new(),
             unrouted: Vec::new(),
+            disk: HashMap::new(),
+            applied: HashMap::new(),
+            compared: HashMap::new(),
+            extra_valid_received: 0,
         }
     }
 
@@ -157,7 +182,143 @@ impl Sim {
                     }
                 }
             }
-            Output::CreateDir { .. } | Output::WriteFile { .. } => {}
+            Output::CreateDir { .. } => {}
+            Output::WriteFile { write, .. } => {
+                let file = self.disk.entry((from, write.rel)).or_default();
+                if write.truncate {
+                    file.clear();
+                }
+                file.extend_from_slice(&write.data);
+            }
+            Output::ReadChunk {
+                conn,
+                rel,
+                offset,
+                len,
+            } => {
+                let data = self.disk.get(&(from, rel.clone())).map(|f| {
+                    let start = (offset as usize).min(f.len());
+                    f[start..(start + len).min(f.len())].to_vec()
+                });
+                let data = data.ok_or_else(|| format!("{rel} not found"));
+                self.node(from).chunk_read(conn, data, now);
+            }
+            Output::Job { id, job } => {
+                let result = self.run_job(from, job);
+                self.node(from).job_done(id, result, now);
+            }
+        }
+    }
+
+    fn node(&mut self, which: Option<usize>) -> &mut Node {
+        match which {
+            None => self.master(),
+            Some(i) => &mut self.workers[i],
+        }
+    }
+
+    /// The pool, faked: packages are filler bytes; a worker is out of sync until it applied once.
+    fn run_job(&mut self, on: Option<usize>, job: Job) -> JobResult {
+        use crate::proto::jobs::{JobOutcome, Package, SyncCounts};
+        match job {
+            Job::LocalIntegrity => Ok(JobOutcome::LocalIntegrity {
+                files: 3,
+                hashed: 3,
+            }),
+            Job::WorkerPackage { rel } => {
+                self.disk.insert((on, rel.clone()), vec![b'm'; 1000]);
+                Ok(JobOutcome::WorkerPackage {
+                    files: 3,
+                    package: Package { rel, bytes: 1000 },
+                })
+            }
+            Job::Compare {
+                worker,
+                rel,
+                out_rel,
+                ..
+            } => {
+                assert_eq!(
+                    self.disk.remove(&(on, rel.clone())).map(|f| f.len()),
+                    Some(1000),
+                    "worker package {rel}"
+                );
+                let in_sync = self.applied.get(&worker).copied().unwrap_or(0) > 0;
+                let entry = self.compared.entry(worker).or_default();
+                entry.0 += 1;
+                if in_sync {
+                    entry.1 += 1;
+                    return Ok(JobOutcome::Compare {
+                        received_files: 3,
+                        counts: SyncCounts::default(),
+                        package: None,
+                        warnings: vec![],
+                    });
+                }
+                self.disk
+                    .insert((on, out_rel.clone()), vec![b'p'; PACKAGE_BYTES]);
+                let counts = SyncCounts {
+                    missing: 2,
+                    shared: 1,
+                    extra: 1,
+                    extra_valid: 1,
+                };
+                let package = Some(Package {
+                    rel: out_rel,
+                    bytes: PACKAGE_BYTES as u64,
+                });
+                Ok(JobOutcome::Compare {
+                    received_files: 3,
+                    counts,
+                    package,
+                    warnings: vec![],
+                })
+            }
+            Job::Apply {
+                rel,
+                extra_valid_rel,
+            } => {
+                assert_eq!(
+                    self.disk.remove(&(on, rel.clone())),
+                    Some(vec![b'p'; PACKAGE_BYTES]),
+                    "package {rel}"
+                );
+                let name = rel.split('/').nth(2).unwrap().to_string();
+                *self.applied.entry(name).or_default() += 1;
+                let v43 = self.workers[on.unwrap()].settings.sync.dialect == Dialect::V4_3;
+                let extra_valid = v43.then(|| {
+                    self.disk
+                        .insert((on, extra_valid_rel.clone()), vec![b'e'; 300]);
+                    Package {
+                        rel: extra_valid_rel,
+                        bytes: 300,
+                    }
+                });
+                Ok(JobOutcome::Apply {
+                    created: 2,
+                    updated: 1,
+                    deleted: 1,
+                    extra_valid_files: usize::from(v43),
+                    extra_valid,
+                    errors: vec![],
+                    warnings: vec![],
+                })
+            }
+            Job::ExtraValid { rel, .. } => {
+                assert_eq!(
+                    self.disk.remove(&(on, rel.clone())).map(|f| f.len()),
+                    Some(300)
+                );
+                self.extra_valid_received += 1;
+                Ok(JobOutcome::ExtraValid {
+                    updated: 1,
+                    errors: vec![],
+                })
+            }
+            Job::Remove { rel } => {
+                self.disk.remove(&(on, rel));
+                Ok(JobOutcome::Removed)
+            }
         }
     }
 
@@ -252,11 +413,17 @@ impl Sim {
     }
 }
 
+use crate::config::Dialect;
 use crate::proto::connection::{Connection, Event};
 use crate::proto::crypto::Cipher;
+use crate::proto::jobs::{Job, JobResult};
 
 fn good(name: &str) -> NodeSettings {
     settings(name, false, "wazuh", "4.3.11", KEY)
+}
+
+fn good14(name: &str) -> NodeSettings {
+    settings(name, false, "wazuh", "4.14.7", KEY)
 }
 
 #[test]
@@ -366,4 +533,82 @@ fn a_stale_session_does_not_block_the_workers_return() {
     sim.run_for(Duration::from_secs(10));
     assert_eq!(sim.listed(), ["master", "w1"]);
     assert_eq!(sim.peer_of.len(), 2);
+}
+
+fn integrity_converges(version: &str) {
+    let good = |name: &str| settings(name, false, "wazuh", version, KEY);
+    let mut sim = Sim::new(
+        settings("master", true, "wazuh", version, KEY),
+        vec![good("w1"), good("w2")],
+    );
+    sim.run_for(Duration::from_secs(12));
+    for w in ["w1", "w2"] {
+        assert_eq!(
+            sim.applied.get(w),
+            Some(&1),
+            "{w} applied the master's package once"
+        );
+        let (checks, in_sync) = sim.compared[w];
+        assert!(
+            checks >= 2 && in_sync >= 1,
+            "{w}: {checks} checks, {in_sync} in sync"
+        );
+    }
+    if version.starts_with("4.3") {
+        assert_eq!(
+            sim.extra_valid_received, 2,
+            "each worker sent its extra-valid files"
+        );
+    }
+    // Transfer files are cleaned up on both sides once used.
+    let left: Vec<_> = sim
+        .disk
+        .keys()
+        .filter(|(_, rel)| rel.ends_with(".zip"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let health = sim.local_call(None, "get_health", b"null");
+    let status = &health["nodes"]["w1"]["status"];
+    assert_eq!(status["last_sync_integrity"]["total_files"]["missing"], 2);
+    assert_ne!(status["last_sync_integrity"]["date_end_master"], "n/a");
+    assert_eq!(status["sync_integrity_free"], true);
+}
+
+#[test]
+fn integrity_converges_in_the_4_14_dialect() {
+    integrity_converges("4.14.7");
+}
+
+#[test]
+fn integrity_converges_in_the_4_3_dialect() {
+    integrity_converges("4.3.11");
+}
+
+#[test]
+fn a_worker_that_drops_mid_transfer_frees_its_lock_and_syncs_after_reconnecting() {
+    let mut sim = Sim::new(
+        settings("master", true, "wazuh", "4.14.7", KEY),
+        vec![good14("w1")],
+    );
+    // Run until the master is sending its package, then cut the link.
+    for _ in 0..200 {
+        sim.run_for(Duration::from_millis(100));
+        if sim.compared.get("w1").is_some_and(|c| c.0 == 1) {
+            break;
+        }
+    }
+    let now = sim.now();
+    let links: Vec<End> = sim.peer_of.keys().copied().collect();
+    for end in links {
+        if let End::Worker(i, c) = end {
+            sim.workers[i].closed(c, now);
+        }
+        if let End::Master(c) = end {
+            sim.master().closed(c, now);
+        }
+    }
+    sim.peer_of.clear();
+    sim.run_for(Duration::from_secs(15));
+    assert_eq!(sim.applied.get("w1"), Some(&1));
+    assert!(sim.compared["w1"].1 >= 1);
 }

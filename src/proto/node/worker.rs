@@ -1,25 +1,27 @@
 //! The worker's link to its master (PROTOCOL.md §2.3–§2.4): connect, `hello`, keepalives,
-//! reconnection, and relaying local `get_nodes` / `get_health` requests.
+//! reconnection, and relaying local `get_nodes` / `get_health` requests. The integrity flows that run
+//! over the link live in `worker_sync.rs`.
 
 use std::time::{Duration, Instant};
 
 use super::local::{relay_failure, unknown_command, LocalDelivery};
 use super::reasons::{worker_side, SILENT_REFUSAL};
-use super::{flush_conn, ConnId, Ids, NodeSettings, Now, Output, PeerConn, Purpose};
+use super::worker_sync::WorkerSync;
+use super::{flush_conn, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
 use crate::proto::command::Command;
 use crate::proto::connection::Event;
 use crate::proto::wazuh_error::WazuhError;
 use crate::{clog_debug, clog_error, clog_info};
 
 /// Where the link to the master stands; each state names what it waits for.
-enum Link {
+pub(super) enum Link {
     /// Waiting until `retry_at` to connect.
     Idle { retry_at: Instant },
     /// TCP connect under way.
     Connecting { conn: ConnId },
     /// `hello` sent, waiting for the master's verdict.
     AwaitHelloReply { conn: ConnId, peer: Box<PeerConn> },
-    /// Accepted: keepalives flow.
+    /// Accepted: keepalives and syncs flow.
     Connected {
         conn: ConnId,
         peer: Box<PeerConn>,
@@ -29,7 +31,8 @@ enum Link {
 }
 
 pub(super) struct Worker {
-    link: Link,
+    pub(super) link: Link,
+    pub(super) sync: WorkerSync,
 }
 
 /// Seconds as stock logs print them: whole numbers without decimals.
@@ -46,21 +49,31 @@ impl Worker {
     pub(super) fn new(now: Instant) -> Worker {
         Worker {
             link: Link::Idle { retry_at: now },
+            sync: WorkerSync::new(now),
         }
     }
 
-    fn tag(settings: &NodeSettings) -> String {
+    pub(super) fn tag(settings: &NodeSettings) -> String {
         format!("Worker {}", settings.node_name)
     }
 
+    /// The accepted link's connection, if any.
+    pub(super) fn connected_peer(&mut self) -> Option<(ConnId, &mut PeerConn)> {
+        match &mut self.link {
+            Link::Connected { conn, peer, .. } => Some((*conn, peer)),
+            _ => None,
+        }
+    }
+
     /// The link is over: forget it, fail what was relayed through it, and plan the next attempt.
-    fn reset(&mut self, settings: &NodeSettings, now: Now) -> Vec<LocalDelivery> {
+    fn reset(&mut self, ctx: &mut Ctx) -> Vec<LocalDelivery> {
         let old = std::mem::replace(
             &mut self.link,
             Link::Idle {
-                retry_at: now.mono + settings.timers.connection_retry,
+                retry_at: ctx.now.mono + ctx.settings.timers.connection_retry,
             },
         );
+        self.sync.reset(ctx);
         let mut failed = Vec::new();
         if let Link::AwaitHelloReply { mut peer, .. } | Link::Connected { mut peer, .. } = old {
             for purpose in peer.abandon_requests() {
@@ -81,86 +94,68 @@ impl Worker {
         }
     }
 
-    pub(super) fn connected(
-        &mut self,
-        conn: ConnId,
-        mut peer: PeerConn,
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
-    ) {
+    pub(super) fn connected(&mut self, conn: ConnId, mut peer: PeerConn, ctx: &mut Ctx) {
         if !matches!(self.link, Link::Connecting { conn: c } if c == conn) {
-            outputs.push(Output::Close { conn });
+            ctx.outputs.push(Output::Close { conn });
             return;
         }
-        let hello = format!(
-            "{} {} worker {}",
-            settings.node_name, settings.cluster_name, settings.version
-        );
+        let s = ctx.settings;
+        let hello = format!("{} {} worker {}", s.node_name, s.cluster_name, s.version);
         if let Err(e) = peer.request(
             "hello",
             hello.as_bytes(),
             Purpose::Hello,
-            now.mono,
-            settings.timers.timeout_cluster_request,
+            ctx.now.mono,
+            s.timers.timeout_cluster_request,
         ) {
-            clog_error!(Self::tag(settings), "Main", "Could not send hello: {e}");
+            clog_error!(Self::tag(s), "Main", "Could not send hello: {e}");
         }
-        flush_conn(outputs, conn, &mut peer);
+        // The master sends its packages only into this node's own directory.
+        peer.confine_received_files(&format!("queue/cluster/{}/", s.node_name));
+        flush_conn(ctx.outputs, conn, &mut peer);
         self.link = Link::AwaitHelloReply {
             conn,
             peer: Box::new(peer),
         };
     }
 
-    pub(super) fn connect_failed(
-        &mut self,
-        conn: ConnId,
-        error: &str,
-        settings: &NodeSettings,
-        now: Now,
-    ) {
+    pub(super) fn connect_failed(&mut self, conn: ConnId, error: &str, ctx: &mut Ctx) {
         if self.current_conn() != Some(conn) {
             return;
         }
-        clog_debug!(
-            Self::tag(settings),
-            "Main",
-            "Could not connect to master: {error}."
-        );
+        let tag = Self::tag(ctx.settings);
+        clog_debug!(tag, "Main", "Could not connect to master: {error}.");
         clog_error!(
-            Self::tag(settings),
+            tag,
             "Main",
             "Could not connect to master. Trying again in {} seconds.",
-            secs(settings.timers.connection_retry)
+            secs(ctx.settings.timers.connection_retry)
         );
-        self.reset(settings, now);
+        self.reset(ctx);
     }
 
     pub(super) fn receive(
         &mut self,
         conn: ConnId,
         bytes: &[u8],
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
+        ctx: &mut Ctx,
     ) -> Vec<LocalDelivery> {
         if self.current_conn() != Some(conn) {
             return Vec::new();
         }
-        let tag = Self::tag(settings);
+        let tag = Self::tag(ctx.settings);
         let mut events = Vec::new();
         let received = match &mut self.link {
             Link::AwaitHelloReply { peer, .. } | Link::Connected { peer, .. } => {
-                peer.receive(bytes, now.mono, &mut events)
+                peer.receive(bytes, ctx.now.mono, &mut events)
             }
             _ => Ok(()),
         };
-        let mut deliveries = Vec::new();
         if let Err(e) = received {
             clog_error!(tag, "Main", "Closing the connection with the master: {e}.");
-            return self.close(conn, settings, now, outputs);
+            return self.close(conn, ctx);
         }
+        let mut deliveries = Vec::new();
         for event in events {
             match event {
                 Event::Reply {
@@ -170,31 +165,34 @@ impl Worker {
                 } => {
                     if command == Command::Ok {
                         clog_info!(tag, "Main", "Successfully connected to master.");
-                        outputs.push(Output::CreateDir {
-                            rel: format!("queue/cluster/{}", settings.node_name),
+                        ctx.outputs.push(Output::CreateDir {
+                            rel: format!("queue/cluster/{}", ctx.settings.node_name),
                         });
-                        let old =
-                            std::mem::replace(&mut self.link, Link::Idle { retry_at: now.mono });
+                        let old = std::mem::replace(
+                            &mut self.link,
+                            Link::Idle {
+                                retry_at: ctx.now.mono,
+                            },
+                        );
                         if let Link::AwaitHelloReply { conn, peer } = old {
+                            let next_keepalive = ctx.now.mono + ctx.settings.timers.keep_alive;
                             self.link = Link::Connected {
                                 conn,
                                 peer,
-                                next_keepalive: now.mono + settings.timers.keep_alive,
+                                next_keepalive,
                                 failed_keepalives: 0,
                             };
                         }
+                        self.sync.connected(ctx);
                     } else {
+                        let s = ctx.settings;
                         let mut error = WazuhError::from_payload(&payload);
                         if error.extra.is_none() {
-                            error.extra = worker_side(
-                                error.code,
-                                &settings.node_name,
-                                &settings.cluster_name,
-                                &settings.version,
-                            );
+                            error.extra =
+                                worker_side(error.code, &s.node_name, &s.cluster_name, &s.version);
                         }
                         clog_error!(tag, "Main", "Could not connect to master: {error}.");
-                        deliveries.extend(self.close(conn, settings, now, outputs));
+                        deliveries.extend(self.close(conn, ctx));
                         return deliveries;
                     }
                 }
@@ -217,8 +215,9 @@ impl Worker {
                             *failed_keepalives = 0;
                         }
                     } else {
-                        let error = WazuhError::from_payload(&payload);
-                        deliveries.extend(self.keepalive_failed(&error, settings, now, outputs));
+                        deliveries.extend(
+                            self.keepalive_failed(&WazuhError::from_payload(&payload), ctx),
+                        );
                     }
                 }
                 Event::Reply {
@@ -237,7 +236,11 @@ impl Worker {
                         payload,
                     });
                 }
-                Event::Reply { .. } => {}
+                Event::Reply {
+                    purpose,
+                    command,
+                    payload,
+                } => self.sync_reply(purpose, command, payload, ctx),
                 Event::Request {
                     counter,
                     command,
@@ -245,7 +248,9 @@ impl Worker {
                 } => {
                     let (reply, body) = match &command {
                         Command::EchoM => ("ok-c", payload),
-                        other => ("err", unknown_command(other)),
+                        other => self
+                            .sync_request(other, &payload, ctx)
+                            .unwrap_or_else(|| ("err", unknown_command(other))),
                     };
                     if let Link::AwaitHelloReply { peer, .. } | Link::Connected { peer, .. } =
                         &mut self.link
@@ -260,18 +265,12 @@ impl Worker {
                 }
             }
         }
-        self.flush(outputs);
+        self.flush(ctx.outputs);
         deliveries
     }
 
-    fn keepalive_failed(
-        &mut self,
-        error: &WazuhError,
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
-    ) -> Vec<LocalDelivery> {
-        let tag = Self::tag(settings);
+    fn keepalive_failed(&mut self, error: &WazuhError, ctx: &mut Ctx) -> Vec<LocalDelivery> {
+        let tag = Self::tag(ctx.settings);
         clog_error!(tag, "Keep Alive", "Error sending keep alive: {error}");
         let Link::Connected {
             conn,
@@ -282,7 +281,7 @@ impl Worker {
             return Vec::new();
         };
         *failed_keepalives += 1;
-        if *failed_keepalives < settings.timers.max_failed_keepalive_attempts {
+        if *failed_keepalives < ctx.settings.timers.max_failed_keepalive_attempts {
             return Vec::new();
         }
         let conn = *conn;
@@ -291,39 +290,28 @@ impl Worker {
             "Keep Alive",
             "Maximum number of failed keep alives reached. Disconnecting."
         );
-        self.close(conn, settings, now, outputs)
+        self.close(conn, ctx)
     }
 
     /// We end the link.
-    fn close(
-        &mut self,
-        conn: ConnId,
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
-    ) -> Vec<LocalDelivery> {
-        self.flush(outputs);
-        outputs.push(Output::Close { conn });
+    fn close(&mut self, conn: ConnId, ctx: &mut Ctx) -> Vec<LocalDelivery> {
+        self.flush(ctx.outputs);
+        ctx.outputs.push(Output::Close { conn });
+        let retry = secs(ctx.settings.timers.connection_retry);
         clog_info!(
-            Self::tag(settings),
+            Self::tag(ctx.settings),
             "Main",
-            "The connection has been closed. Reconnecting in {} seconds.",
-            secs(settings.timers.connection_retry)
+            "The connection has been closed. Reconnecting in {retry} seconds."
         );
-        self.reset(settings, now)
+        self.reset(ctx)
     }
 
     /// The master (or the network) ended the link.
-    pub(super) fn closed(
-        &mut self,
-        conn: ConnId,
-        settings: &NodeSettings,
-        now: Now,
-    ) -> Vec<LocalDelivery> {
+    pub(super) fn closed(&mut self, conn: ConnId, ctx: &mut Ctx) -> Vec<LocalDelivery> {
         if self.current_conn() != Some(conn) {
             return Vec::new();
         }
-        let tag = Self::tag(settings);
+        let tag = Self::tag(ctx.settings);
         match &self.link {
             Link::AwaitHelloReply { .. } => clog_error!(
                 tag,
@@ -333,40 +321,34 @@ impl Worker {
             Link::Connected { .. } => clog_info!(tag, "Main", "The master closed the connection"),
             _ => {}
         }
+        let retry = secs(ctx.settings.timers.connection_retry);
         clog_info!(
             tag,
             "Main",
-            "The connection has been closed. Reconnecting in {} seconds.",
-            secs(settings.timers.connection_retry)
+            "The connection has been closed. Reconnecting in {retry} seconds."
         );
-        self.reset(settings, now)
+        self.reset(ctx)
     }
 
-    pub(super) fn tick(
-        &mut self,
-        ids: &mut Ids,
-        settings: &NodeSettings,
-        now: Now,
-        outputs: &mut Vec<Output>,
-    ) -> Vec<LocalDelivery> {
-        let tag = Self::tag(settings);
+    pub(super) fn tick(&mut self, ctx: &mut Ctx) -> Vec<LocalDelivery> {
+        let tag = Self::tag(ctx.settings);
         let mut deliveries = Vec::new();
         match &mut self.link {
-            Link::Idle { retry_at } if now.mono >= *retry_at => {
-                let conn = ids.next();
-                outputs.push(Output::Connect {
+            Link::Idle { retry_at } if ctx.now.mono >= *retry_at => {
+                let conn = ctx.ids.next();
+                ctx.outputs.push(Output::Connect {
                     conn,
-                    host: settings.master_host.clone(),
-                    port: settings.port,
+                    host: ctx.settings.master_host.clone(),
+                    port: ctx.settings.port,
                 });
                 self.link = Link::Connecting { conn };
             }
             Link::AwaitHelloReply { conn, peer } => {
                 let conn = *conn;
-                if peer.expire(now.mono).contains(&Purpose::Hello) {
+                if peer.expire(ctx.now.mono).contains(&Purpose::Hello) {
                     let error = WazuhError::with_extra(3020, SILENT_REFUSAL);
                     clog_error!(tag, "Main", "Could not connect to master: {error}.");
-                    deliveries.extend(self.close(conn, settings, now, outputs));
+                    deliveries.extend(self.close(conn, ctx));
                 }
             }
             Link::Connected {
@@ -376,13 +358,13 @@ impl Worker {
                 ..
             } => {
                 let conn = *conn;
-                if peer.payload_overdue(now.mono) {
+                if peer.payload_overdue(ctx.now.mono) {
                     clog_error!(tag, "Main", "Closing connection: incomplete message payload not received within deadline.");
-                    return self.close(conn, settings, now, outputs);
+                    return self.close(conn, ctx);
                 }
-                let timeout = settings.timers.timeout_cluster_request;
+                let timeout = ctx.settings.timers.timeout_cluster_request;
                 let mut keepalive_timeouts = 0;
-                for purpose in peer.expire(now.mono) {
+                for purpose in peer.expire(ctx.now.mono) {
                     match purpose {
                         Purpose::Keepalive => keepalive_timeouts += 1,
                         Purpose::ForwardToLocal { local } => {
@@ -391,30 +373,26 @@ impl Worker {
                         _ => {}
                     }
                 }
-                if now.mono >= *next_keepalive {
-                    *next_keepalive = now.mono + settings.timers.keep_alive;
+                if ctx.now.mono >= *next_keepalive {
+                    *next_keepalive = ctx.now.mono + ctx.settings.timers.keep_alive;
                     if let Err(e) = peer.request(
                         "echo-c",
                         b"keepalive",
                         Purpose::Keepalive,
-                        now.mono,
+                        ctx.now.mono,
                         timeout,
                     ) {
                         clog_error!(tag, "Keep Alive", "Error sending keep alive: {e}");
                     }
                 }
                 for _ in 0..keepalive_timeouts {
-                    deliveries.extend(self.keepalive_failed(
-                        &WazuhError::new(3020),
-                        settings,
-                        now,
-                        outputs,
-                    ));
+                    deliveries.extend(self.keepalive_failed(&WazuhError::new(3020), ctx));
                 }
+                self.sync_tick(ctx);
             }
             _ => {}
         }
-        self.flush(outputs);
+        self.flush(ctx.outputs);
         deliveries
     }
 

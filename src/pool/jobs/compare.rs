@@ -1,0 +1,166 @@
+//! Master: compare a worker's metadata with the snapshot and build the package that fixes the worker
+//! (PROTOCOL.md §4.1.3–§4.1.5).
+
+use std::fs::File;
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use super::files::{
+    create_package, remove_transfer, transfer_path, unpack, MetadataOnly, PackageWriter,
+};
+use crate::config::Dialect;
+use crate::pool::runner::Shared;
+use crate::proto::jobs::{JobOutcome, Package, SyncCounts};
+use crate::sync::classify::{classify, merged_shared_path, Classification};
+use crate::sync::merged::MergedWriter;
+use crate::sync::metadata;
+use crate::sync::package::AddOutcome;
+
+pub(crate) fn compare(
+    shared: &Shared,
+    worker: &str,
+    rel: &str,
+    out_rel: &str,
+    zip_limit: u64,
+) -> Result<JobOutcome, String> {
+    let env = &shared.env;
+    let received = transfer_path(&env.home, rel)?;
+    let unpacked = unpack(env.dialect, &received, env.max_zip_size, &mut MetadataOnly);
+    remove_transfer(&env.home, rel)?;
+    let theirs = metadata::parse(&unpacked?.metadata, env.hash()).map_err(|e| e.to_string())?;
+    let ours = shared
+        .snapshot
+        .read()
+        .map_err(|_| "the snapshot is poisoned".to_string())?
+        .clone();
+    // No agent database yet: every agent-group file a worker holds is taken as belonging to an agent.
+    let mut class = classify(&ours, &theirs, &env.files, env.dialect, &|_| true);
+    if class.is_empty() {
+        return Ok(JobOutcome::Compare {
+            received_files: theirs.len(),
+            counts: SyncCounts::default(),
+            package: None,
+            warnings: Vec::new(),
+        });
+    }
+    let mut warnings = Vec::new();
+    if !class.shared_to_merge.is_empty() {
+        write_merged_shared(shared, worker, &class)?;
+        class.insert_merged_shared(worker);
+    }
+    let package = build(shared, &mut class, out_rel, zip_limit, &mut warnings);
+    let _ = std::fs::remove_file(env.home.join(merged_shared_path(worker)));
+    let counts = class.counts();
+    let counts = SyncCounts {
+        missing: counts.missing,
+        shared: counts.shared,
+        extra: counts.extra,
+        extra_valid: counts.extra_valid,
+    };
+    Ok(JobOutcome::Compare {
+        received_files: theirs.len(),
+        counts,
+        package: Some(package?),
+        warnings,
+    })
+}
+
+/// Packs `missing` and `shared`, dropping what does not fit or cannot be read (§4.1.5), then the
+/// classification itself.
+fn build(
+    shared: &Shared,
+    class: &mut Classification,
+    out_rel: &str,
+    limit: u64,
+    warnings: &mut Vec<String>,
+) -> Result<Package, String> {
+    let env = &shared.env;
+    let file = create_package(&env.home, out_rel)?;
+    let mut writer = PackageWriter::new(env.dialect, file, env.compress_level, limit);
+    let mut stored = 0u64;
+    let mut full = false;
+    let paths: Vec<String> = class.to_send().map(str::to_string).collect();
+    for path in paths {
+        let source = env.home.join(&path);
+        let opened = File::open(&source).and_then(|f| f.metadata().map(|m| (f, m.len())));
+        let (mut content, size) = match opened {
+            Ok(found) => found,
+            Err(_) => {
+                class.drop_unsent(&path, false);
+                continue;
+            }
+        };
+        // The ZIP format of 4.3 has no limit of its own; the same rules are applied here.
+        let outcome = if size > limit {
+            AddOutcome::TooLarge
+        } else if full || (env.dialect == Dialect::V4_3 && stored + size > limit) {
+            AddOutcome::Deferred
+        } else {
+            writer.add_file(&path, size, &mut content)?
+        };
+        match outcome {
+            AddOutcome::Added { stored_bytes } => stored += stored_bytes,
+            AddOutcome::TooLarge => {
+                warnings.push(format!("File too large to be synced: {path}"));
+                class.drop_unsent(&path, true);
+            }
+            AddOutcome::Deferred => {
+                if !full {
+                    warnings.push("Maximum zip size exceeded. Not all files will be compressed during this sync.".into());
+                    full = true;
+                }
+                class.drop_unsent(&path, true);
+            }
+            AddOutcome::Unreadable(e) => {
+                warnings.push(format!("Could not read {path}: {e}"));
+                class.drop_unsent(&path, false);
+            }
+            AddOutcome::BadName(e) => {
+                warnings.push(format!("{path} cannot be sent: its name {e}"));
+                class.drop_unsent(&path, true);
+            }
+        }
+    }
+    let json = class.to_json(env.hash(), env.dialect).to_string();
+    let bytes = writer.finish(json.as_bytes())?;
+    Ok(Package {
+        rel: out_rel.to_string(),
+        bytes,
+    })
+}
+
+/// 4.3: the differing agent-group files, merged into one file the worker splits again.
+fn write_merged_shared(
+    shared: &Shared,
+    worker: &str,
+    class: &Classification,
+) -> Result<(), String> {
+    let env = &shared.env;
+    let path = env.home.join(merged_shared_path(worker));
+    let out =
+        File::create(&path).map_err(|e| format!("could not create {}: {e}", path.display()))?;
+    let mut writer = MergedWriter::new(std::io::BufWriter::new(out), env.dialect);
+    for rel in &class.shared_to_merge {
+        let source = env.home.join(rel);
+        let Ok(content) = std::fs::read(&source) else {
+            continue;
+        };
+        let name = Path::new(rel)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        writer
+            .write_record(name, mtime(&source), &content)
+            .map_err(|e| e.to_string())?;
+    }
+    writer.into_inner().map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Modification time as float seconds, as stock nodes read it.
+pub(crate) fn mtime(path: &Path) -> f64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,7 @@
+//! The work behind each engine job, one file per job kind.
+
+pub(super) mod apply_package;
+pub(super) mod compare;
+pub(super) mod extra_valid;
+pub(super) mod files;
+pub(super) mod integrity;

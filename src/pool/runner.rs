@@ -1,0 +1,108 @@
+//! Runs the engine's jobs on the pinned pool. The shared state a job needs (the master's snapshot,
+//! the integrity caches) lives here, behind locks held only by the job that uses it; results go back
+//! to the event loop as plain data.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures_channel::mpsc::UnboundedSender;
+
+use super::apply::ApplyPolicy;
+use super::integrity::IntegrityCache;
+use super::jobs;
+use super::threads::{JobError, Pool};
+use crate::config::{Dialect, FilesTable};
+use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, JobRunner};
+use crate::sync::{HashKind, Metadata};
+
+/// Everything about this node the jobs need, fixed at start.
+#[derive(Debug, Clone)]
+pub struct SyncEnv {
+    pub home: PathBuf,
+    pub node_name: String,
+    pub files: FilesTable,
+    pub dialect: Dialect,
+    pub compress_level: u32,
+    pub max_zip_size: u64,
+    pub policy: ApplyPolicy,
+}
+
+impl SyncEnv {
+    pub fn hash(&self) -> HashKind {
+        HashKind::of(self.dialect)
+    }
+}
+
+/// State shared by the jobs of one node.
+pub(super) struct Shared {
+    pub(super) env: SyncEnv,
+    /// The master's last local-integrity result, compared against every worker.
+    pub(super) snapshot: RwLock<Arc<Metadata>>,
+    /// Cache of the master's local integrity.
+    pub(super) master_cache: Mutex<IntegrityCache>,
+    /// Cache of this node's own metadata (what a worker sends).
+    pub(super) own_cache: Mutex<IntegrityCache>,
+}
+
+/// The pool, fed with engine jobs.
+pub struct PoolRunner {
+    pool: Pool<JobOutcome>,
+    shared: Arc<Shared>,
+}
+
+impl PoolRunner {
+    /// `threads` = 0: one per core. Results are sent on `results`.
+    pub fn new(
+        env: SyncEnv,
+        threads: usize,
+        queue_capacity: usize,
+        results: UnboundedSender<(JobId, JobResult)>,
+    ) -> io::Result<PoolRunner> {
+        let deliver = move |id: JobId, result: Result<JobOutcome, JobError>| {
+            let _ = results.unbounded_send((id, result.map_err(|e| e.to_string())));
+        };
+        let pool = Pool::new(threads, queue_capacity, deliver)?;
+        let shared = Arc::new(Shared {
+            env,
+            snapshot: RwLock::new(Arc::new(Metadata::new())),
+            master_cache: Mutex::new(IntegrityCache::default()),
+            own_cache: Mutex::new(IntegrityCache::default()),
+        });
+        Ok(PoolRunner { pool, shared })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+}
+
+impl JobRunner for PoolRunner {
+    fn submit(&self, id: JobId, job: Job) -> Result<(), String> {
+        let shared = self.shared.clone();
+        self.pool
+            .submit(id, move || run(&shared, job).map_err(JobError::Failed))
+            .map_err(|e| format!("the worker pool cannot take the job: {e}"))
+    }
+}
+
+fn run(shared: &Shared, job: Job) -> Result<JobOutcome, String> {
+    match job {
+        Job::LocalIntegrity => jobs::integrity::local(shared),
+        Job::WorkerPackage { rel } => jobs::integrity::worker_package(shared, &rel),
+        Job::Compare {
+            worker,
+            rel,
+            out_rel,
+            zip_limit_bytes,
+        } => jobs::compare::compare(shared, &worker, &rel, &out_rel, zip_limit_bytes),
+        Job::Apply {
+            rel,
+            extra_valid_rel,
+        } => jobs::apply_package::apply_package(shared, &rel, &extra_valid_rel),
+        Job::ExtraValid { worker, rel } => jobs::extra_valid::receive(shared, &worker, &rel),
+        Job::Remove { rel } => {
+            jobs::files::remove_transfer(&shared.env.home, &rel).map(|()| JobOutcome::Removed)
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Work the engine hands to the worker pool, and what comes back: plain data only (paths relative to
+//! the install root, counts, messages), so the engine stays IO-free and a result can be replayed.
+
+/// Identifies a job; unique per node.
+pub type JobId = u64;
+
+/// CPU and file work the engine needs done. A job that opens a received package (`Compare`, `Apply`,
+/// `ExtraValid`) consumes it: the package and its unpack directory are gone when the job ends, whatever
+/// its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Master: recompute the local-integrity snapshot every worker is compared against.
+    LocalIntegrity,
+    /// Worker: compute this node's metadata and write it as a metadata-only package at `rel`.
+    WorkerPackage { rel: String },
+    /// Master: open the worker's package at `rel` and compare it with the snapshot; when they differ,
+    /// build the package for `worker` at `out_rel`, compressed size within `zip_limit_bytes`.
+    Compare {
+        worker: String,
+        rel: String,
+        out_rel: String,
+        zip_limit_bytes: u64,
+    },
+    /// Worker: open the master's package at `rel` and apply it. In the 4.3 dialect, extra-valid files
+    /// the master asked for are merged into a package at `extra_valid_rel`.
+    Apply {
+        rel: String,
+        extra_valid_rel: String,
+    },
+    /// Master (4.3): open a worker's extra-valid package at `rel` and unmerge its files.
+    ExtraValid { worker: String, rel: String },
+    /// Delete a transfer file and its unpack directory (a failed or abandoned transfer).
+    Remove { rel: String },
+}
+
+/// File counts of a comparison, as the logs and `get_health` report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    pub missing: usize,
+    pub shared: usize,
+    pub extra: usize,
+    pub extra_valid: usize,
+}
+
+impl SyncCounts {
+    pub fn in_sync(&self) -> bool {
+        self.missing + self.shared + self.extra + self.extra_valid == 0
+    }
+}
+
+/// A package built for a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub rel: String,
+    pub bytes: u64,
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    LocalIntegrity {
+        files: usize,
+        hashed: usize,
+    },
+    WorkerPackage {
+        files: usize,
+        package: Package,
+    },
+    Compare {
+        received_files: usize,
+        counts: SyncCounts,
+        package: Option<Package>,
+        warnings: Vec<String>,
+    },
+    Apply {
+        created: usize,
+        updated: usize,
+        deleted: usize,
+        /// 4.3: extra-valid files merged for the master, and their package.
+        extra_valid_files: usize,
+        extra_valid: Option<Package>,
+        errors: Vec<String>,
+        warnings: Vec<String>,
+    },
+    ExtraValid {
+        updated: usize,
+        errors: Vec<String>,
+    },
+    Removed,
+}
+
+/// A job's result; the error is a sentence for the logs.
+pub type JobResult = Result<JobOutcome, String>;
+
+/// Runs the engine's jobs off the event-loop thread. Results travel back to the loop on their own
+/// channel; an error here (queue full, pool gone) is reported as the job's failure.
+pub trait JobRunner {
+    fn submit(&self, id: JobId, job: Job) -> Result<(), String>;
+}

@@ -1,0 +1,251 @@
+//! Integrity sync with real processes: two empty workers converge byte for byte (with the item
+//! permissions) to a master holding 50,000 agent keys, 100 groups, and 50 files each of rules,
+//! decoders and lists; then edits on the master converge within two `sync_integrity` intervals, and a
+//! file changed on a worker is restored. Both dialects.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clusterd::harness::{free_port, wait_until, Daemon, NodeSpec};
+use serde_json::json;
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
+const SYNC_S: u64 = 2;
+
+/// Synced items and the permissions a worker must give their files.
+const ITEMS: [(&str, u32); 5] = [
+    ("etc/shared", 0o660),
+    ("etc/rules", 0o660),
+    ("etc/decoders", 0o660),
+    ("etc/lists", 0o660),
+    ("var/multigroups", 0o660),
+];
+
+fn write(home: &Path, rel: &str, content: &[u8]) {
+    let path = home.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+/// The master's tree: 50,000 keys, 100 groups of 3 files, 50 rules, decoders and lists.
+fn populate_master(home: &Path) {
+    let mut keys = String::with_capacity(50_000 * 90);
+    for id in 1..=50_000u32 {
+        keys.push_str(&format!(
+            "{id:03} agent{id:05} any {:064x}\n",
+            u128::from(id) * 0x9e37_79b9_7f4a_7c15
+        ));
+    }
+    write(home, "etc/client.keys", keys.as_bytes());
+    for g in 0..100 {
+        write(
+            home,
+            &format!("etc/shared/group{g:03}/agent.conf"),
+            format!("<agent_config><!-- group {g} --></agent_config>\n").as_bytes(),
+        );
+        write(
+            home,
+            &format!("etc/shared/group{g:03}/merged.mg"),
+            format!("#group{g}\n{}", "x".repeat(g * 37)).as_bytes(),
+        );
+        write(
+            home,
+            &format!("etc/shared/group{g:03}/ar.conf"),
+            b"restart-ossec0 - restart-ossec.sh - 0\n",
+        );
+    }
+    for i in 0..50 {
+        write(
+            home,
+            &format!("etc/rules/rules_{i:02}.xml"),
+            format!(
+                "<group name=\"r{i}\"><rule id=\"{}\" level=\"3\"/></group>\n",
+                100_000 + i
+            )
+            .as_bytes(),
+        );
+        write(
+            home,
+            &format!("etc/decoders/decoder_{i:02}.xml"),
+            format!("<decoder name=\"d{i}\"><prematch>^d{i}</prematch></decoder>\n").as_bytes(),
+        );
+        write(
+            home,
+            &format!("etc/lists/list_{i:02}"),
+            format!("key{i}:value{i}\n").repeat(i + 1).as_bytes(),
+        );
+    }
+}
+
+/// Every synced file of a tree: content and permission bits.
+fn snapshot(home: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    fn walk(home: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(home, &p, out);
+            } else if let (Ok(meta), Ok(content)) = (fs::metadata(&p), fs::read(&p)) {
+                // A file may vanish between listing and reading (a sync in progress): skip it.
+                let rel = p.strip_prefix(home).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, (content, meta.permissions().mode() & 0o777));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (item, _) in ITEMS {
+        walk(home, &home.join(item), &mut out);
+    }
+    if let (Ok(keys), Ok(meta)) = (
+        fs::read(home.join("etc/client.keys")),
+        fs::metadata(home.join("etc/client.keys")),
+    ) {
+        out.insert(
+            "etc/client.keys".into(),
+            (keys, meta.permissions().mode() & 0o777),
+        );
+    }
+    // `ar.conf` is excluded everywhere: never synced.
+    out.retain(|rel, _| !rel.ends_with("/ar.conf"));
+    out
+}
+
+/// True when the worker holds exactly the master's synced files, with the item permissions.
+fn converged(master: &Path, worker: &Path) -> bool {
+    let (m, w) = (snapshot(master), snapshot(worker));
+    if m.len() != w.len() {
+        return false;
+    }
+    m.iter().all(|(rel, (content, _))| {
+        let want = if rel == "etc/client.keys" {
+            0o640
+        } else {
+            0o660
+        };
+        w.get(rel)
+            .is_some_and(|(c, mode)| c == content && *mode == want)
+    })
+}
+
+fn differences(master: &Path, worker: &Path) -> String {
+    let (m, w) = (snapshot(master), snapshot(worker));
+    let missing: Vec<_> = m.keys().filter(|k| !w.contains_key(*k)).take(5).collect();
+    let extra: Vec<_> = w.keys().filter(|k| !m.contains_key(*k)).take(5).collect();
+    let differ: Vec<_> = m
+        .iter()
+        .filter(|(k, v)| w.get(*k).is_some_and(|x| x.0 != v.0))
+        .map(|(k, _)| k)
+        .take(5)
+        .collect();
+    format!(
+        "master {} files, worker {}; missing {missing:?}; extra {extra:?}; differ {differ:?}",
+        m.len(),
+        w.len()
+    )
+}
+
+fn intervals() -> serde_json::Value {
+    json!({"intervals": {
+        "worker": {"sync_integrity": SYNC_S, "keep_alive": 2, "connection_retry": 1},
+        "master": {"recalculate_integrity": 1}
+    }})
+}
+
+fn converge(version: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let args = ["--wazuh-version", version];
+    let master_home = root.path().join("master");
+    NodeSpec::master(port)
+        .with_cluster_json(intervals())
+        .write(&master_home)
+        .unwrap();
+    populate_master(&master_home);
+    let master = Daemon::start(Path::new(DAEMON), &master_home, &args).unwrap();
+    let workers: Vec<Daemon> = ["worker1", "worker2"]
+        .iter()
+        .map(|name| {
+            let home = root.path().join(name);
+            NodeSpec::worker(name, port)
+                .with_cluster_json(intervals())
+                .write(&home)
+                .unwrap();
+            Daemon::start(Path::new(DAEMON), &home, &args).unwrap()
+        })
+        .collect();
+
+    let started = Instant::now();
+    for w in &workers {
+        assert!(
+            wait_until(Duration::from_secs(90), || converged(&master_home, &w.home)),
+            "{} did not converge: {}\n--- master log\n{}\n--- worker log\n{}",
+            w.home.display(),
+            differences(&master_home, &w.home),
+            master.log(),
+            w.log()
+        );
+    }
+    eprintln!(
+        "{version}: two empty workers converged in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        workers[0]
+            .log()
+            .contains("[Integrity sync] Files to create: "),
+        "{}",
+        workers[0].log()
+    );
+    assert!(
+        master
+            .log()
+            .contains("[Master] [Local integrity] Finished in"),
+        "{}",
+        master.log()
+    );
+
+    // One modified rule, one new group, one deleted decoder: converge within two sync intervals
+    // (plus the master's recalculation).
+    write(
+        &master_home,
+        "etc/rules/rules_07.xml",
+        b"<group name=\"changed\"><rule id=\"100007\" level=\"5\"/></group>\n",
+    );
+    write(
+        &master_home,
+        "etc/shared/newgroup/agent.conf",
+        b"<agent_config/>\n",
+    );
+    fs::remove_file(master_home.join("etc/decoders/decoder_13.xml")).unwrap();
+    let limit = Duration::from_secs(2 * SYNC_S + 1 + 3);
+    for w in &workers {
+        assert!(
+            wait_until(limit, || converged(&master_home, &w.home)),
+            "edits did not converge: {}",
+            differences(&master_home, &w.home)
+        );
+    }
+
+    // A file changed on a worker is restored.
+    write(&workers[1].home, "etc/lists/list_03", b"tampered\n");
+    assert!(
+        wait_until(limit, || converged(&master_home, &workers[1].home)),
+        "not restored: {}",
+        differences(&master_home, &workers[1].home)
+    );
+}
+
+#[test]
+fn empty_workers_converge_in_the_4_3_dialect() {
+    converge("4.3.11");
+}
+
+#[test]
+fn empty_workers_converge_in_the_4_14_dialect() {
+    converge("4.14.7");
+}
