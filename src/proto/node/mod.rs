@@ -114,6 +114,8 @@ pub struct Node {
     outputs: Vec<Output>,
     cipher: Cipher,
     next_keepalive_check: Instant,
+    /// The daemon is stopping: connections closing now are not reconnected or reported.
+    stopping: bool,
 }
 
 impl Node {
@@ -135,6 +137,7 @@ impl Node {
             outputs: Vec::new(),
             cipher,
             next_keepalive_check,
+            stopping: false,
         })
     }
 
@@ -242,6 +245,9 @@ impl Node {
 
     /// The peer closed the connection, or reading from it failed.
     pub fn closed(&mut self, conn: ConnId, now: Now) {
+        if self.stopping {
+            return;
+        }
         if let Some(peer) = self.locals.remove(&conn) {
             peer.log_closed();
             return;
@@ -302,6 +308,7 @@ impl Node {
 
     /// Closes every connection (the daemon is stopping).
     pub fn shutdown(&mut self) {
+        self.stopping = true;
         let locals: Vec<ConnId> = self.locals.keys().copied().collect();
         for conn in locals {
             self.outputs.push(Output::Close { conn });
