@@ -4,9 +4,11 @@
 
 mod daemon;
 mod home;
+mod scripted_peer;
 
 pub use daemon::{sibling_binary, Daemon};
 pub use home::{free_port, NodeSpec, DEMO_KEY};
+pub use scripted_peer::{PeerRequest, ScriptedPeer};
 
 use std::path::Path;
 use std::process::Command;

@@ -495,7 +495,7 @@ impl Worker {
             }
             Ok(_) => None,
             Err(e) => {
-                let error = WazuhError::with_extra(3001, e);
+                let error = WazuhError::with_extra(3000, e);
                 clog_error!(tag, "Integrity sync", "Error synchronizing files: {error}");
                 self.report_failure(&error, ctx);
                 None
