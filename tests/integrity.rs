@@ -175,6 +175,10 @@ fn converge(version: &str) {
                 .with_cluster_json(intervals())
                 .write(&home)
                 .unwrap();
+            if *name == "worker1" {
+                // An agent registered on this worker only: its group file is extra-valid in 4.3.
+                write(&home, "queue/agent-groups/042", b"default,linux\n");
+            }
             Daemon::start(Path::new(DAEMON), &home, &args).unwrap()
         })
         .collect();
@@ -194,6 +198,26 @@ fn converge(version: &str) {
         "{version}: two empty workers converged in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    if version.starts_with("4.3") {
+        // The worker's agent-group file went to the master (extra-valid) and stayed on the worker.
+        let group = master_home.join("queue/agent-groups/042");
+        assert!(
+            wait_until(Duration::from_secs(10), || fs::read(&group)
+                .is_ok_and(|c| c == b"default,linux\n")),
+            "{}",
+            master.log()
+        );
+        assert_eq!(
+            fs::metadata(&group).unwrap().permissions().mode() & 0o777,
+            0o660
+        );
+        assert!(workers[0].home.join("queue/agent-groups/042").exists());
+        assert!(
+            workers[0].log().contains("| Files to send: 1"),
+            "{}",
+            workers[0].log()
+        );
+    }
     assert!(
         workers[0]
             .log()
