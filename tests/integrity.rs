@@ -213,15 +213,14 @@ fn converge(version: &str) {
         );
         assert!(workers[0].home.join("queue/agent-groups/042").exists());
         assert!(
-            workers[0].log().contains("| Files to send: 1"),
+            workers[0].wait_for_log("| Files to send: 1", Duration::from_secs(5)),
             "{}",
             workers[0].log()
         );
     }
+    // The files are in place before the apply job's report reaches the log.
     assert!(
-        workers[0]
-            .log()
-            .contains("[Integrity sync] Files to create: "),
+        workers[0].wait_for_log("[Integrity sync] Files to create: ", Duration::from_secs(5)),
         "{}",
         workers[0].log()
     );
