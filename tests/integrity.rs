@@ -14,6 +14,7 @@ use serde_json::json;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
 const SYNC_S: u64 = 2;
+const RECALCULATE_S: u64 = 1;
 
 /// Synced items and the permissions a worker must give their files.
 const ITEMS: [(&str, u32); 5] = [
@@ -152,7 +153,7 @@ fn differences(master: &Path, worker: &Path) -> String {
 fn intervals() -> serde_json::Value {
     json!({"intervals": {
         "worker": {"sync_integrity": SYNC_S, "keep_alive": 2, "connection_retry": 1},
-        "master": {"recalculate_integrity": 1}
+        "master": {"recalculate_integrity": RECALCULATE_S}
     }})
 }
 
@@ -245,7 +246,9 @@ fn converge(version: &str) {
         b"<agent_config/>\n",
     );
     fs::remove_file(master_home.join("etc/decoders/decoder_13.xml")).unwrap();
-    let limit = Duration::from_secs(2 * SYNC_S + 1 + 3);
+    // Two worker intervals, plus the master's recalculation that must see the edit first.
+    let limit = Duration::from_secs(2 * SYNC_S + RECALCULATE_S);
+    let edited = Instant::now();
     for w in &workers {
         assert!(
             wait_until(limit, || converged(&master_home, &w.home)),
@@ -253,6 +256,10 @@ fn converge(version: &str) {
             differences(&master_home, &w.home)
         );
     }
+    eprintln!(
+        "{version}: edits converged in {:.1}s",
+        edited.elapsed().as_secs_f64()
+    );
 
     // A file changed on a worker is restored.
     write(&workers[1].home, "etc/lists/list_03", b"tampered\n");

@@ -7,16 +7,17 @@
 //! leaves either the old file or the new one, never a mixture. Temporary files left by such a crash are
 //! removed the next time their directory is touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Seek};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag, AT_FDCWD};
-use nix::sys::stat::{fchmod, Mode};
+use nix::sys::stat::{fchmod, fstat, Mode};
 use nix::unistd::{fsync, unlinkat, UnlinkatFlags};
 
 use crate::config::{FilesTable, ItemSpec};
@@ -84,14 +85,26 @@ pub fn apply(
         policy: *policy,
         owner: Owner::lookup(),
         cleaned: BTreeSet::new(),
+        open_dirs: HashMap::new(),
         report: ApplyReport::default(),
     };
+    let mut batch = Vec::new();
     for rel in &plan.writes {
-        let outcome = confine(rel, files)
+        let staged = confine(rel, files)
             .map_err(FsError::from)
-            .and_then(|target| run.write(unpack_dir, &target));
-        run.record(rel, outcome);
+            .and_then(|target| run.stage(unpack_dir, &target));
+        match staged {
+            Ok(Staging::Staged(file)) => {
+                batch.push(file);
+                if batch.len() >= BATCH_FILES {
+                    run.commit(&mut batch);
+                }
+            }
+            Ok(Staging::Done(outcome)) => run.record(rel, Ok(outcome)),
+            Err(e) => run.record(rel, Err(e)),
+        }
     }
+    run.commit(&mut batch);
     let mut emptied = BTreeSet::new();
     for rel in &plan.deletes {
         let outcome = confine(rel, files)
@@ -116,6 +129,25 @@ pub fn apply(
     run.report
 }
 
+/// Files staged before one flush of the file system and their renames; bounds open descriptors.
+const BATCH_FILES: usize = 256;
+
+/// A new copy written beside its destination, waiting to be renamed into place.
+struct Staged {
+    rel: String,
+    dir: Rc<OwnedFd>,
+    temporary: String,
+    name: String,
+    existed: bool,
+}
+
+/// What staging one write produced.
+enum Staging {
+    Staged(Staged),
+    /// Nothing to rename (the file was deliberately kept).
+    Done(Outcome),
+}
+
 /// What happened to one path.
 enum Outcome {
     Created,
@@ -135,6 +167,8 @@ struct Run<'a> {
     owner: Option<Owner>,
     /// Directories (relative to the install root) already rid of stale temporary files.
     cleaned: BTreeSet<String>,
+    /// Directories opened for the current batch of writes, so each is walked to once per batch.
+    open_dirs: HashMap<String, Rc<OwnedFd>>,
     report: ApplyReport,
 }
 
@@ -231,13 +265,24 @@ impl Run<'_> {
         }
     }
 
-    fn write(&mut self, unpack_dir: &Path, target: &Target<'_>) -> Result<Outcome, FsError> {
+    fn stage(&mut self, unpack_dir: &Path, target: &Target<'_>) -> Result<Staging, FsError> {
         let rel = target.rel;
         let (mut source, _) = open_regular(&unpack_dir.join(rel))
             .map_err(|e| FsError::io("cannot read the received copy of", rel, e))?;
-        let dir = self
-            .open_dir(target.item, &target.dirs, true)?
-            .ok_or_else(|| FsError::io("cannot create the directory of", rel, Errno::ENOENT))?;
+        let dir_key = dir_rel(target.item, &target.dirs);
+        let dir = match self.open_dirs.get(&dir_key) {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = self
+                    .open_dir(target.item, &target.dirs, true)?
+                    .ok_or_else(|| {
+                        FsError::io("cannot create the directory of", rel, Errno::ENOENT)
+                    })?;
+                let dir = Rc::new(dir);
+                self.open_dirs.insert(dir_key, dir.clone());
+                dir
+            }
+        };
         let existed = match kind_at(dir.as_fd(), target.name)
             .map_err(|e| FsError::io("cannot inspect", rel, e))?
         {
@@ -256,30 +301,90 @@ impl Run<'_> {
                 .and_then(|n| source.rewind().map(|()| n))
                 .map_err(|e| FsError::io("cannot read the received copy of", rel, e))?;
             if is_drastic_shrink(current, new) {
-                return Ok(Outcome::Kept(format!(
+                return Ok(Staging::Done(Outcome::Kept(format!(
                     "{rel} was not replaced: the master's copy lists {new} agents while this worker \
                      holds {current}. A file with fewer than half the agents is held back in case the \
                      master lost its keys; set allow_client_keys_shrink = true in etc/clusterd.toml to \
                      accept it."
-                )));
+                ))));
             }
         }
-        self.replace(dir.as_fd(), target, &mut source)?;
-        Ok(if existed {
-            Outcome::Updated
-        } else {
-            Outcome::Created
-        })
+        let temporary = self.copy_beside(dir.as_fd(), target, &mut source)?;
+        Ok(Staging::Staged(Staged {
+            rel: rel.to_string(),
+            dir,
+            temporary,
+            name: target.name.to_string(),
+            existed,
+        }))
     }
 
-    /// Copies `source` to a temporary file beside the destination, syncs it and renames it over the
-    /// destination, then syncs the directory so the rename survives a crash too.
-    fn replace(
+    /// Makes the staged copies durable with one flush per file system, renames each over its
+    /// destination, then syncs each directory once so the renames survive a crash too. A SIGKILL at
+    /// any point leaves every destination whole, old or new.
+    fn commit(&mut self, batch: &mut Vec<Staged>) {
+        let mut devices = BTreeSet::new();
+        for file in batch.iter() {
+            if let Ok(st) = fstat(file.dir.as_fd()) {
+                // SAFETY: syncfs only reads the descriptor, which `file.dir` keeps open.
+                if devices.insert(st.st_dev) && unsafe { libc::syncfs(file.dir.as_raw_fd()) } != 0 {
+                    self.report.warnings.push(format!(
+                        "Could not flush the file system of {}: {}",
+                        file.rel,
+                        io::Error::last_os_error()
+                    ));
+                }
+            }
+        }
+        for file in batch.iter() {
+            let renamed = renameat(
+                file.dir.as_fd(),
+                file.temporary.as_str(),
+                file.dir.as_fd(),
+                file.name.as_str(),
+            )
+            .map_err(|e| FsError::io("cannot rename into place", &file.rel, e));
+            if renamed.is_err() {
+                let _ = unlinkat(
+                    file.dir.as_fd(),
+                    file.temporary.as_str(),
+                    UnlinkatFlags::NoRemoveDir,
+                );
+            }
+            let outcome = renamed.map(|()| {
+                if file.existed {
+                    Outcome::Updated
+                } else {
+                    Outcome::Created
+                }
+            });
+            self.record(&file.rel, outcome);
+        }
+        self.open_dirs.clear();
+        let mut synced = BTreeSet::new();
+        for file in batch.drain(..) {
+            let Ok(st) = fstat(file.dir.as_fd()) else {
+                continue;
+            };
+            if synced.insert((st.st_dev, st.st_ino)) {
+                if let Err(e) = fsync(file.dir.as_fd()) {
+                    let error = FsError::io("cannot sync the directory of", &file.rel, e);
+                    self.report
+                        .errors
+                        .push((file.rel.clone(), error.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Copies `source` to `.<name>.tmp` beside the destination with the item's permissions and owner;
+    /// returns the temporary name. Durability and the rename come in [`Run::commit`].
+    fn copy_beside(
         &self,
         dir: BorrowedFd<'_>,
         target: &Target<'_>,
         source: &mut File,
-    ) -> Result<(), FsError> {
+    ) -> Result<String, FsError> {
         let rel = target.rel;
         let temporary = format!(".{}.tmp", target.name);
         match unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir) {
@@ -311,20 +416,12 @@ impl Run<'_> {
                 )
                 .and_then(|()| Owner::apply(self.owner, copy.as_fd()))
                 .map_err(|e| FsError::io("cannot set the permissions of", rel, e))
-            })
-            .and_then(|()| {
-                copy.sync_all()
-                    .map_err(|e| FsError::io("cannot sync", rel, e))
-            })
-            .and_then(|()| {
-                renameat(dir, temporary.as_str(), dir, target.name)
-                    .map_err(|e| FsError::io("cannot rename into place", rel, e))
             });
-        if written.is_err() {
+        if let Err(e) = written {
             let _ = unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir);
-            return written;
+            return Err(e);
         }
-        fsync(dir).map_err(|e| FsError::io("cannot sync the directory of", rel, e))
+        Ok(temporary)
     }
 
     fn agents_in(&self, dir: BorrowedFd<'_>, name: &str, rel: &str) -> Result<usize, FsError> {
