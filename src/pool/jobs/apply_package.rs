@@ -6,14 +6,13 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::compare::mtime;
-use super::files::{create_package, transfer_path, unpack, unpack_dir, DirSink, PackageWriter};
+use super::files::{create_package, with_unpacked, write_merged, PackageWriter};
 use crate::config::Dialect;
 use crate::pool::apply::{apply, ApplyPlan};
 use crate::pool::runner::Shared;
 use crate::proto::jobs::{JobOutcome, Package};
 use crate::sync::classify::{Classification, AGENT_GROUPS_KEY, AGENT_GROUPS_MERGE_TYPE};
-use crate::sync::merged::{MergedLimits, MergedReader, MergedWriter};
+use crate::sync::merged::{MergedLimits, MergedReader};
 use crate::sync::{item_for, FileMeta};
 
 pub(crate) fn apply_package(
@@ -22,18 +21,11 @@ pub(crate) fn apply_package(
     extra_valid_rel: &str,
 ) -> Result<JobOutcome, String> {
     let env = &shared.env;
-    let received = transfer_path(&env.home, rel)?;
-    let dir = unpack_dir(&env.home, rel)?;
-    let result = DirSink::create(dir.clone()).and_then(|mut sink| {
-        let unpacked = unpack(env.dialect, &received, env.max_zip_size, &mut sink);
-        let _ = fs::remove_file(&received);
-        let class = Classification::parse(&unpacked?.metadata, env.hash(), env.dialect)
-            .map_err(|e| e.to_string())?;
-        apply_classification(shared, &class, &dir, extra_valid_rel)
-    });
-    let _ = fs::remove_file(&received);
-    let _ = fs::remove_dir_all(&dir);
-    result
+    with_unpacked(env, rel, |dir, metadata| {
+        let class =
+            Classification::parse(metadata, env.hash(), env.dialect).map_err(|e| e.to_string())?;
+        apply_classification(shared, &class, dir, extra_valid_rel)
+    })
 }
 
 /// The item the master says a path belongs to must be the one it belongs to here.
@@ -136,23 +128,12 @@ fn extra_valid_package(
     let env = &shared.env;
     let merged_rel = format!("queue/cluster/{}/agent-groups.merged", env.node_name);
     let merged_path = env.home.join(&merged_rel);
-    let out = File::create(&merged_path)
-        .map_err(|e| format!("could not create {}: {e}", merged_path.display()))?;
-    let mut writer = MergedWriter::new(std::io::BufWriter::new(out), env.dialect);
-    for path in class.extra_valid.keys() {
-        let source = env.home.join(path);
-        let Ok(content) = fs::read(&source) else {
-            continue;
-        };
-        let name = Path::new(path)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        writer
-            .write_record(name, mtime(&source), &content)
-            .map_err(|e| e.to_string())?;
-    }
-    writer.into_inner().map_err(|e| e.to_string())?;
+    write_merged(
+        &env.home,
+        env.dialect,
+        &merged_path,
+        class.extra_valid.keys(),
+    )?;
     let metadata = json!({ merged_rel.clone(): {
         "merged": true, "merge_type": AGENT_GROUPS_MERGE_TYPE, "merge_name": merged_rel, "cluster_item_key": AGENT_GROUPS_KEY
     }});

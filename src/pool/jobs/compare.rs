@@ -2,17 +2,15 @@
 //! (PROTOCOL.md §4.1.3–§4.1.5).
 
 use std::fs::File;
-use std::path::Path;
-use std::time::UNIX_EPOCH;
 
 use super::files::{
-    create_package, remove_transfer, transfer_path, unpack, MetadataOnly, PackageWriter,
+    create_package, remove_transfer, transfer_path, unpack, write_merged, MetadataOnly,
+    PackageWriter,
 };
 use crate::config::Dialect;
 use crate::pool::runner::Shared;
 use crate::proto::jobs::{JobOutcome, Package, SyncCounts};
 use crate::sync::classify::{classify, merged_shared_path, Classification};
-use crate::sync::merged::MergedWriter;
 use crate::sync::metadata;
 use crate::sync::package::AddOutcome;
 
@@ -136,31 +134,6 @@ fn write_merged_shared(
     class: &Classification,
 ) -> Result<(), String> {
     let env = &shared.env;
-    let path = env.home.join(merged_shared_path(worker));
-    let out =
-        File::create(&path).map_err(|e| format!("could not create {}: {e}", path.display()))?;
-    let mut writer = MergedWriter::new(std::io::BufWriter::new(out), env.dialect);
-    for rel in &class.shared_to_merge {
-        let source = env.home.join(rel);
-        let Ok(content) = std::fs::read(&source) else {
-            continue;
-        };
-        let name = Path::new(rel)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        writer
-            .write_record(name, mtime(&source), &content)
-            .map_err(|e| e.to_string())?;
-    }
-    writer.into_inner().map(|_| ()).map_err(|e| e.to_string())
-}
-
-/// Modification time as float seconds, as stock nodes read it.
-pub(crate) fn mtime(path: &Path) -> f64 {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0.0, |d| d.as_secs_f64())
+    let out = env.home.join(merged_shared_path(worker));
+    write_merged(&env.home, env.dialect, &out, &class.shared_to_merge)
 }

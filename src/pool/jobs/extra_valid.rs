@@ -7,7 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::files::{transfer_path, unpack, unpack_dir, DirSink};
+use super::files::with_unpacked;
 use crate::pool::runner::Shared;
 use crate::proto::jobs::JobOutcome;
 use crate::sync::classify::AGENT_GROUPS_KEY;
@@ -16,12 +16,8 @@ use crate::sync::metadata;
 
 pub(crate) fn receive(shared: &Shared, worker: &str, rel: &str) -> Result<JobOutcome, String> {
     let env = &shared.env;
-    let received = transfer_path(&env.home, rel)?;
-    let dir = unpack_dir(&env.home, rel)?;
-    let result = DirSink::create(dir.clone()).and_then(|mut sink| {
-        let unpacked = unpack(env.dialect, &received, env.max_zip_size, &mut sink);
-        let _ = fs::remove_file(&received);
-        let entries = metadata::parse(&unpacked?.metadata, env.hash()).map_err(|e| e.to_string())?;
+    with_unpacked(env, rel, |dir, metadata| {
+        let entries = metadata::parse(metadata, env.hash()).map_err(|e| e.to_string())?;
         let mut updated = 0;
         let mut errors = Vec::new();
         for (path, meta) in &entries {
@@ -39,10 +35,7 @@ pub(crate) fn receive(shared: &Shared, worker: &str, rel: &str) -> Result<JobOut
             }
         }
         Ok(JobOutcome::ExtraValid { updated, errors })
-    });
-    let _ = fs::remove_file(&received);
-    let _ = fs::remove_dir_all(&dir);
-    result
+    })
 }
 
 fn unmerge(shared: &Shared, merged: &Path) -> Result<(usize, Vec<String>), String> {

@@ -124,6 +124,59 @@ pub(crate) fn unpack(
     .map_err(|e| e.to_string())
 }
 
+/// Unpacks the received package `rel` into its unpack directory and runs `work` on that directory and
+/// the package's metadata bytes. The package and the directory are gone afterwards, whatever happened.
+pub(crate) fn with_unpacked<T>(
+    env: &crate::pool::SyncEnv,
+    rel: &str,
+    work: impl FnOnce(&Path, &[u8]) -> Result<T, String>,
+) -> Result<T, String> {
+    let received = transfer_path(&env.home, rel)?;
+    let dir = unpack_dir(&env.home, rel)?;
+    let result = DirSink::create(dir.clone()).and_then(|mut sink| {
+        let unpacked = unpack(env.dialect, &received, env.max_zip_size, &mut sink)?;
+        work(&dir, &unpacked.metadata)
+    });
+    let _ = fs::remove_file(&received);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// Merges the files at `paths` (relative to the install root) into one merged file at `out`: one
+/// record per file, named by its base name, with its mtime. Unreadable files are left out.
+pub(crate) fn write_merged(
+    home: &Path,
+    dialect: Dialect,
+    out: &Path,
+    paths: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<(), String> {
+    let file = File::create(out).map_err(|e| format!("could not create {}: {e}", out.display()))?;
+    let mut writer = crate::sync::merged::MergedWriter::new(io::BufWriter::new(file), dialect);
+    for rel in paths {
+        let source = home.join(rel.as_ref());
+        let Ok(content) = fs::read(&source) else {
+            continue;
+        };
+        let name = Path::new(rel.as_ref())
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        writer
+            .write_record(name, mtime(&source), &content)
+            .map_err(|e| e.to_string())?;
+    }
+    writer.into_inner().map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Modification time as float seconds, as stock nodes read it.
+pub(crate) fn mtime(path: &Path) -> f64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Writes each member into a fresh directory, refusing to follow or overwrite anything.
 pub(crate) struct DirSink {
     root: PathBuf,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::master::Master;
+use super::master::{Master, WorkerPeer};
 use super::{ConnId, Ctx, Output, Purpose};
 use crate::config::Dialect;
 use crate::proto::command::Command;
@@ -342,16 +342,7 @@ impl Master {
             Ok(_) => {}
             Err(e) => {
                 clog_error!(tag, "Integrity check", "Error synchronizing integrity: {e}");
-                let payload = format!("None {}", WazuhError::with_extra(3001, e).to_json());
-                let timeout = ctx.settings.timers.timeout_cluster_request;
-                let _ = peer.conn.request(
-                    "syn_m_c_r",
-                    payload.as_bytes(),
-                    Purpose::Ignore,
-                    ctx.now.mono,
-                    timeout,
-                );
-                peer.sync.release();
+                abort_send(peer, None, &WazuhError::with_extra(3001, e), ctx);
             }
         }
     }
@@ -521,22 +512,8 @@ impl Master {
             Err(e) => {
                 let error = WazuhError::with_extra(3001, e);
                 clog_error!(tag, "Integrity sync", "Error sending zip file: {error}");
-                let payload = format!(
-                    "{} {}",
-                    send.task_id.clone().unwrap_or_else(|| "None".into()),
-                    error.to_json()
-                );
-                let rel = send.package.rel.clone();
-                let timeout = ctx.settings.timers.timeout_cluster_request;
-                let _ = peer.conn.request(
-                    "syn_m_c_r",
-                    payload.as_bytes(),
-                    Purpose::Ignore,
-                    ctx.now.mono,
-                    timeout,
-                );
-                peer.sync.release();
-                ctx.job(Job::Remove { rel });
+                let task = send.task_id.clone();
+                abort_send(peer, task.as_deref(), &error, ctx);
                 return;
             }
         };
@@ -653,6 +630,26 @@ impl Master {
             }
         }
     }
+}
+
+/// Tells the worker the master's side of the sync failed (`syn_m_c_r`), frees the lock and deletes the
+/// package being sent, if any.
+fn abort_send(peer: &mut WorkerPeer, task: Option<&str>, error: &WazuhError, ctx: &mut Ctx) {
+    let payload = format!("{} {}", task.unwrap_or("None"), error.to_json());
+    let timeout = ctx.settings.timers.timeout_cluster_request;
+    let _ = peer.conn.request(
+        "syn_m_c_r",
+        payload.as_bytes(),
+        Purpose::Ignore,
+        ctx.now.mono,
+        timeout,
+    );
+    if let Some(send) = peer.sync.send.take() {
+        ctx.job(Job::Remove {
+            rel: send.package.rel,
+        });
+    }
+    peer.sync.release();
 }
 
 /// §4.1.5: shrink the limit after a cancelled transfer, grow it back after fast ones.

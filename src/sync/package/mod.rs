@@ -496,3 +496,24 @@ mod tests {
         );
     }
 }
+
+/// Readers shared by the tests of both formats.
+#[cfg(test)]
+mod test_support {
+    use std::io::{self, Read};
+
+    /// Fails after some bytes, like a file that cannot be read to its end.
+    pub(super) struct Failing(pub(super) usize);
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::other("disk error"));
+            }
+            let n = buf.len().min(self.0);
+            buf[..n].fill(b'x');
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+}

@@ -384,6 +384,7 @@ fn extract_member<R: Read + Seek>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::Failing;
     use std::io::Cursor;
 
     use super::super::{md5, python, MemorySink};
@@ -501,21 +502,6 @@ mod tests {
         assert_eq!(result.unwrap().metadata, b"{\"shared\": {}}");
         assert_eq!(sink.files["etc/client.keys"], b"keys");
         assert_eq!(sink.files["etc/rules/local_rules.xml"], rules);
-    }
-
-    /// Fails after some bytes, like a file that cannot be read to its end.
-    struct Failing(usize);
-
-    impl Read for Failing {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.0 == 0 {
-                return Err(io::Error::other("disk error"));
-            }
-            let n = buf.len().min(self.0);
-            buf[..n].fill(b'x');
-            self.0 -= n;
-            Ok(n)
-        }
     }
 
     #[test]

@@ -411,6 +411,7 @@ fn inflate<R: Read>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::Failing;
     use std::io::Cursor;
 
     use super::super::{md5, python, MemorySink};
@@ -664,21 +665,6 @@ mod tests {
             w.add_file("etc/c", 3, &mut &b"abc"[..]).unwrap(),
             AddOutcome::Deferred
         ));
-    }
-
-    /// Fails after some bytes, like a file that cannot be read to its end.
-    struct Failing(usize);
-
-    impl Read for Failing {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.0 == 0 {
-                return Err(io::Error::other("disk error"));
-            }
-            let n = buf.len().min(self.0);
-            buf[..n].fill(b'x');
-            self.0 -= n;
-            Ok(n)
-        }
     }
 
     #[test]
