@@ -3,33 +3,19 @@
 //! decoders and lists; then edits on the master converge within two `sync_integrity` intervals, and a
 //! file changed on a worker is restored. Both dialects.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use clusterd::harness::{free_port, wait_until, Daemon, NodeSpec};
+use common::{converged, differences, write, DAEMON};
 use serde_json::json;
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
 const SYNC_S: u64 = 2;
 const RECALCULATE_S: u64 = 1;
-
-/// Synced items and the permissions a worker must give their files.
-const ITEMS: [(&str, u32); 5] = [
-    ("etc/shared", 0o660),
-    ("etc/rules", 0o660),
-    ("etc/decoders", 0o660),
-    ("etc/lists", 0o660),
-    ("var/multigroups", 0o660),
-];
-
-fn write(home: &Path, rel: &str, content: &[u8]) {
-    let path = home.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, content).unwrap();
-}
 
 /// The master's tree: 50,000 keys, 100 groups of 3 files, 50 rules, decoders and lists.
 fn populate_master(home: &Path) {
@@ -79,75 +65,6 @@ fn populate_master(home: &Path) {
             format!("key{i}:value{i}\n").repeat(i + 1).as_bytes(),
         );
     }
-}
-
-/// Every synced file of a tree: content and permission bits.
-fn snapshot(home: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
-    fn walk(home: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(home, &p, out);
-            } else if let (Ok(meta), Ok(content)) = (fs::metadata(&p), fs::read(&p)) {
-                // A file may vanish between listing and reading (a sync in progress): skip it.
-                let rel = p.strip_prefix(home).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, (content, meta.permissions().mode() & 0o777));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (item, _) in ITEMS {
-        walk(home, &home.join(item), &mut out);
-    }
-    if let (Ok(keys), Ok(meta)) = (
-        fs::read(home.join("etc/client.keys")),
-        fs::metadata(home.join("etc/client.keys")),
-    ) {
-        out.insert(
-            "etc/client.keys".into(),
-            (keys, meta.permissions().mode() & 0o777),
-        );
-    }
-    // `ar.conf` is excluded everywhere: never synced.
-    out.retain(|rel, _| !rel.ends_with("/ar.conf"));
-    out
-}
-
-/// True when the worker holds exactly the master's synced files, with the item permissions.
-fn converged(master: &Path, worker: &Path) -> bool {
-    let (m, w) = (snapshot(master), snapshot(worker));
-    if m.len() != w.len() {
-        return false;
-    }
-    m.iter().all(|(rel, (content, _))| {
-        let want = if rel == "etc/client.keys" {
-            0o640
-        } else {
-            0o660
-        };
-        w.get(rel)
-            .is_some_and(|(c, mode)| c == content && *mode == want)
-    })
-}
-
-fn differences(master: &Path, worker: &Path) -> String {
-    let (m, w) = (snapshot(master), snapshot(worker));
-    let missing: Vec<_> = m.keys().filter(|k| !w.contains_key(*k)).take(5).collect();
-    let extra: Vec<_> = w.keys().filter(|k| !m.contains_key(*k)).take(5).collect();
-    let differ: Vec<_> = m
-        .iter()
-        .filter(|(k, v)| w.get(*k).is_some_and(|x| x.0 != v.0))
-        .map(|(k, _)| k)
-        .take(5)
-        .collect();
-    format!(
-        "master {} files, worker {}; missing {missing:?}; extra {extra:?}; differ {differ:?}",
-        m.len(),
-        w.len()
-    )
 }
 
 fn intervals() -> serde_json::Value {
