@@ -7,8 +7,12 @@
 //! the other.
 //!
 //! - [`wire`]: the classic socket framing (length prefix, `<status> <payload>` replies);
+//! - [`embedded`]: [`EmbeddedDb`], the SQLite implementation.
 
+pub mod embedded;
 pub mod wire;
+
+pub use embedded::EmbeddedDb;
 
 use std::fmt;
 
