@@ -16,5 +16,6 @@ pub mod harness;
 pub mod logging;
 pub mod pool;
 pub mod proto;
+pub mod store;
 pub mod sync;
 pub mod transport;
