@@ -7,8 +7,9 @@
 //! - Group `package`: building a package of each format from files on disk into a file (zlib at the
 //!   default `compress_level` 1, and ZIP with stored members), and extracting it from memory into a
 //!   sink that only counts bytes, for 200 files of 16 KiB of text and for one 64 MiB text file. The
-//!   baselines are `std::fs::copy` of the same files into new files (file to file, as a build) and a
-//!   copy of the same bytes in memory into buffers allocated once ("memcpy", as an extraction).
+//!   baselines copy the same bytes: `std::fs::copy` of each file into a new file, the files one after
+//!   the other into one new file ("concat", the same reads and writes as a build without the format),
+//!   and the bytes in memory into buffers allocated once ("memcpy", as an extraction).
 //!
 //! Only ratios between these figures mean anything on a shared machine;
 //! `perf/hash_package_ratios.sh` runs this benchmark and prints them.
@@ -330,6 +331,17 @@ fn package(c: &mut Criterion) {
                     remove_old(&copy);
                     fs::copy(path, &copy).expect("the copy is written");
                 }
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("concat", label), &set, |b, set| {
+            b.iter(|| {
+                remove_old(&package_path);
+                let mut out = File::create_new(&package_path).expect("the output can be created");
+                for (_, path) in &set.files {
+                    let mut source = File::open(path).expect("the source file is readable");
+                    io::copy(&mut source, &mut out).expect("the output is written");
+                }
+                out
             })
         });
         // Into buffers allocated once: a fresh 64 MiB allocation is mapped and faulted in page by

@@ -2,8 +2,8 @@
 # Runs the integrity benchmark (benches/integrity.rs) and prints each operation's time as a ratio to
 # baselines measured in the same run:
 #   - hashing one file (MD5, BLAKE2b-512) against reading it (std::fs::read) and SHA-256 of its bytes;
-#   - building a package (zlib, ZIP) against std::fs::copy of the same files, and extracting it against
-#     a copy of the same bytes in memory (memcpy).
+#   - building and extracting a package (zlib, ZIP) against copies of the same bytes: std::fs::copy of
+#     each file, the files concatenated into one new file (concat), and a copy in memory (memcpy).
 #
 #   perf/hash_package_ratios.sh            # run `cargo bench --bench integrity`, then print the ratios
 #   perf/hash_package_ratios.sh --no-run   # print the ratios of the last run (target/criterion/)
@@ -90,7 +90,7 @@ def table(group, label, byte_count, baselines, operations):
 for label, byte_count in (("4KiB", 4 << 10), ("1MiB", 1 << 20), ("64MiB", 64 << 20)):
     table("hash", label, byte_count, ["read", "sha256"], ["md5", "blake2b"])
 for label, byte_count in (("200x16KiB", 200 * (16 << 10)), ("1x64MiB", 64 << 20)):
-    table("package", label, byte_count, ["fs_copy", "memcpy"],
+    table("package", label, byte_count, ["fs_copy", "concat", "memcpy"],
           ["build_zlib", "build_zip", "extract_zlib", "extract_zip"])
 sys.exit(1 if missing else 0)
 PY
