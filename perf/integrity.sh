@@ -9,12 +9,13 @@
 #     a cold run reused, nothing hashed), with MD5 and the 4.3 files table and with BLAKE2b-512 and the
 #     4.14 table (`cargo bench --bench local_integrity`), next to `md5sum` and `b2sum` over the same
 #     files (`find ... -print0 | xargs -0 md5sum`); medians of --repeat runs, as ratios to md5sum;
-#   - convergence: a master and one empty worker (`wazuh-clusterd -f`, one pair per Wazuh version) on
-#     127.0.0.1, the worker started once the master has computed its local integrity; the time from
-#     the worker's start until its synced files (client.keys, shared, rules, decoders, lists; without
-#     ar.conf, ossec.conf and names ending ~ .tmp .lock .swp) equal the master's (`diff -r`), as a
-#     ratio to `cp -a` of the same files into an empty root, and to `cp -a` followed by `sync` (the
-#     worker syncs every file it writes to disk).
+#   - convergence: a master and one empty worker (`wazuh-clusterd -f`, a new pair per Wazuh version
+#     and run) on 127.0.0.1, the worker started once the master has computed its local integrity; the
+#     time from the worker's start until its synced files (client.keys, shared, rules, decoders,
+#     lists; without ar.conf, ossec.conf and names ending ~ .tmp .lock .swp) equal the master's
+#     (`diff -r`), median of --repeat runs, as a ratio to `cp -a` of the same files into an empty
+#     root: alone, followed by one `sync` of the file system, and followed by `sync` of each file
+#     (the worker syncs every file it writes before renaming it into place).
 # The page cache holds the tree for every figure: they measure CPU and file system work, not the disk.
 #
 #   perf/integrity.sh                              # 10,000 files, both versions, 3 runs
@@ -24,7 +25,7 @@
 #   --files N          files in the synced directories besides client.keys (default 10000)
 #   --agents A         lines of etc/client.keys (default 5000)
 #   --versions "V..."  Wazuh versions for convergence (default "4.3.11 4.14.7")
-#   --repeat R         runs of each hashing and copy figure; the median is reported (default 3)
+#   --repeat R         runs of each figure; the median is reported (default 3)
 #   --timeout S        seconds allowed for a worker to converge (default 600)
 #   --no-build         use the binaries already in target/release/ (cargo bench still compiles the
 #                      local_integrity bench when it is out of date)
@@ -280,14 +281,15 @@ wait_for_log() {
     done
 }
 
-# converge VERSION: a master on the tree and an empty worker; records the convergence time.
+# converge VERSION RUN: a master on the tree and an empty worker; records the convergence time and
+# the time the worker itself logs for its sync rounds.
 converge() {
-    local version="$1" port worker master_pid worker_pid start want now match_at rounds
+    local version="$1" run="$2" port worker master_pid worker_pid start want now match_at rounds
     port="$(free_port)"
-    worker="$root/worker-$version"
+    worker="$root/worker-$version-$run"
     write_home "$master" master master "$port"
     write_home "$worker" worker1 worker "$port"
-    # The log of the previous version's master, so that the wait below sees this master's line.
+    # The log of the previous master, so that the wait below sees this master's line.
     rm -f "$master/logs/cluster.log"
 
     start_node "$master" "$version"
@@ -319,11 +321,14 @@ converge() {
         sleep 0.2
     done
     record converge "$version" "$(elapsed "$start" "$match_at")"
-    # The worker's own account: one line per sync round.
+    # The worker logs the end of its sync round once the last file is in place: give it a moment.
+    wait_for_log "$worker" "[Integrity sync] Finished in" 30 "$worker_pid"
     rounds="$(grep -F '[Integrity sync] Finished in' "$worker/logs/cluster.log" |
-        sed 's/.*Finished in \([0-9.]*\)s.*/\1 s/' | paste -s -d ' ' -)" || true
-    printf '  %-7s converged in %s s (worker sync rounds: %s)\n' "$version" \
-        "$(elapsed "$start" "$match_at")" "${rounds:-none logged}"
+        sed 's/.*Finished in \([0-9.]*\)s.*/\1/')"
+    record worker_sync "$version" "$(awk '{ s += $1 } END { printf "%.4f", s }' <<<"$rounds")"
+    printf '  %-7s run %s: converged in %s s; the worker logged %s sync round(s): %s s\n' \
+        "$version" "$run" "$(elapsed "$start" "$match_at")" "$(wc -l <<<"$rounds")" \
+        "$(paste -s -d ' ' - <<<"$rounds")"
     stop_nodes
     [[ $keep == 1 ]] || rm -rf "$worker"
 }
@@ -358,7 +363,7 @@ printf '%s\n' "$json" >"$root/local_integrity.json"
 
 echo "Copies of the same files, $repeat runs each"
 for ((run = 1; run <= repeat; run++)); do
-    for kind in cp cp_sync; do
+    for kind in cp cp_sync cp_fsync; do
         copy="$root/copy"
         rm -rf "$copy"
         mkdir -p "$copy/etc"
@@ -366,7 +371,12 @@ for ((run = 1; run <= repeat; run++)); do
         start="$EPOCHREALTIME"
         cp -a "$master/etc/client.keys" "$master/etc/shared" "$master/etc/rules" \
             "$master/etc/decoders" "$master/etc/lists" "$copy/etc/"
-        [[ $kind == cp ]] || sync -f "$copy"
+        case "$kind" in
+            # One sync of the file system at the end.
+            cp_sync) sync -f "$copy" ;;
+            # Each file synced on its own, as the worker does before renaming it into place.
+            cp_fsync) (cd "$copy" && find etc -type f -print0 | xargs -0 sync) ;;
+        esac
         record copy "$kind" "$(elapsed "$start")"
     done
     same_files "$master" "$copy" || { echo "the copy differs from the master's files" >&2; exit 1; }
@@ -375,7 +385,9 @@ done
 
 echo "Convergence of an empty worker"
 for version in $versions; do
-    converge "$version"
+    for ((run = 1; run <= repeat; run++)); do
+        converge "$version" "$run"
+    done
 done
 
 python3 - "$results" "$root/local_integrity.json" "$listed" "$(summary "$master")" <<'PY'
@@ -413,13 +425,20 @@ for name, seconds, hashed in rows:
     rate = f"{mib / seconds:.0f}" if hashed is None or hashed else ""
     print(f"  {name:<22}{seconds:>9.3f}s{rate:>9}{seconds / base:>10.2f}{hashed_text:>9}")
 
-cp, cp_sync = median[("copy", "cp")], median[("copy", "cp_sync")]
+copies = [("cp -a", "cp"), ("+ sync", "cp_sync"), ("+ fsync each", "cp_fsync")]
 print()
-print("Convergence of an empty worker (from its start until its synced files equal the master's),")
-print(f"next to cp -a of the same files ({cp:.3f} s) and cp -a followed by sync ({cp_sync:.3f} s):")
+print("Copies of the same files into an empty root, medians of runs:")
+for label, key in copies:
+    print(f"  cp -a {label if label != 'cp -a' else '':<14}{median[('copy', key)]:>8.3f}s")
 print()
-print(f"  {'version':<10}{'time':>10}{'x cp -a':>10}{'x cp+sync':>11}")
+print("Convergence of an empty worker: from its start until its synced files equal the master's")
+print("(median), the time the worker logs for its sync rounds, and ratios to the copies:")
+print()
+print(f"  {'version':<10}{'converged':>11}{'worker log':>12}"
+      + "".join(f"{'x ' + label:>15}" for label, _ in copies))
 for (kind, version), seconds in median.items():
     if kind == "converge":
-        print(f"  {version:<10}{seconds:>9.2f}s{seconds / cp:>10.1f}{seconds / cp_sync:>11.1f}")
+        logged = median.get(("worker_sync", version), float("nan"))
+        print(f"  {version:<10}{seconds:>10.2f}s{logged:>11.2f}s"
+              + "".join(f"{seconds / median[('copy', key)]:>15.1f}" for _, key in copies))
 PY
