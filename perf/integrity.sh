@@ -126,9 +126,9 @@ elapsed() {
     awk -v a="$1" -v b="$end" 'BEGIN { printf "%.4f", b - a }'
 }
 
-# record KIND NAME SECONDS: one line of results.
+# record KIND NAME RUN SECONDS: one line of results.
 record() {
-    printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$results"
 }
 
 # The synced paths under an install root, and the names never synced.
@@ -320,12 +320,12 @@ converge() {
         fi
         sleep 0.2
     done
-    record converge "$version" "$(elapsed "$start" "$match_at")"
+    record converge "$version" "$run" "$(elapsed "$start" "$match_at")"
     # The worker logs the end of its sync round once the last file is in place: give it a moment.
     wait_for_log "$worker" "[Integrity sync] Finished in" 30 "$worker_pid"
     rounds="$(grep -F '[Integrity sync] Finished in' "$worker/logs/cluster.log" |
         sed 's/.*Finished in \([0-9.]*\)s.*/\1/')"
-    record worker_sync "$version" "$(awk '{ s += $1 } END { printf "%.4f", s }' <<<"$rounds")"
+    record worker_sync "$version" "$run" "$(awk '{ s += $1 } END { printf "%.4f", s }' <<<"$rounds")"
     printf '  %-7s run %s: converged in %s s; the worker logged %s sync round(s): %s s\n' \
         "$version" "$run" "$(elapsed "$start" "$match_at")" "$(wc -l <<<"$rounds")" \
         "$(paste -s -d ' ' - <<<"$rounds")"
@@ -350,7 +350,7 @@ for ((run = 1; run <= repeat; run++)); do
     for tool in md5sum b2sum; do
         start="$EPOCHREALTIME"
         (cd "$master" && find "${items[@]}" -type f "${not_synced[@]}" -print0 | xargs -0 "$tool" >/dev/null)
-        record hash "$tool" "$(elapsed "$start")"
+        record hash "$tool" "$run" "$(elapsed "$start")"
     done
 done
 json="$(CLUSTERD_INTEGRITY_HOME="$master" CLUSTERD_INTEGRITY_REPEAT="$repeat" \
@@ -361,10 +361,10 @@ json="$(CLUSTERD_INTEGRITY_HOME="$master" CLUSTERD_INTEGRITY_REPEAT="$repeat" \
 }
 printf '%s\n' "$json" >"$root/local_integrity.json"
 
-echo "Copies of the same files, $repeat runs each"
-for ((run = 1; run <= repeat; run++)); do
+# copies RUN: the baselines of the convergence, measured next to it.
+copies() {
+    local run="$1" kind copy="$root/copy" start
     for kind in cp cp_sync cp_fsync; do
-        copy="$root/copy"
         rm -rf "$copy"
         mkdir -p "$copy/etc"
         sync -f "$root"
@@ -377,15 +377,19 @@ for ((run = 1; run <= repeat; run++)); do
             # Each file synced on its own, as the worker does before renaming it into place.
             cp_fsync) (cd "$copy" && find etc -type f -print0 | xargs -0 sync) ;;
         esac
-        record copy "$kind" "$(elapsed "$start")"
+        record copy "$kind" "$run" "$(elapsed "$start")"
     done
     same_files "$master" "$copy" || { echo "the copy differs from the master's files" >&2; exit 1; }
     rm -rf "$copy"
-done
+    printf '  run %s: cp -a %s s\n' "$run" "$(awk -F'\t' -v r="$run" '$1 == "copy" && $2 == "cp" && $3 == r { print $4 }' "$results")"
+}
 
-echo "Convergence of an empty worker"
-for version in $versions; do
-    for ((run = 1; run <= repeat; run++)); do
+# File creation and syncing speed drift on a shared machine: each run measures the copies right
+# before the convergence of every version, and ratios are taken within a run.
+echo "Copies and convergence of an empty worker, $repeat runs"
+for ((run = 1; run <= repeat; run++)); do
+    copies "$run"
+    for version in $versions; do
         converge "$version" "$run"
     done
 done
@@ -398,9 +402,11 @@ import sys
 path, json_path, listed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 _, total_bytes = map(int, sys.argv[4].split())
 runs = {}
+by_run = {}
 for line in open(path):
-    kind, name, seconds = line.rstrip("\n").split("\t")
+    kind, name, run, seconds = line.rstrip("\n").split("\t")
     runs.setdefault((kind, name), []).append(float(seconds))
+    by_run[(kind, name, run)] = float(seconds)
 median = {key: statistics.median(values) for key, values in runs.items()}
 local = json.load(open(json_path))["results"]
 
@@ -432,13 +438,19 @@ for label, key in copies:
     print(f"  cp -a {label if label != 'cp -a' else '':<14}{median[('copy', key)]:>8.3f}s")
 print()
 print("Convergence of an empty worker: from its start until its synced files equal the master's")
-print("(median), the time the worker logs for its sync rounds, and ratios to the copies:")
+print("(median), the time the worker logs for its sync rounds, and the median of the ratios to the")
+print("copies of the same run:")
 print()
 print(f"  {'version':<10}{'converged':>11}{'worker log':>12}"
       + "".join(f"{'x ' + label:>15}" for label, _ in copies))
-for (kind, version), seconds in median.items():
-    if kind == "converge":
-        logged = median.get(("worker_sync", version), float("nan"))
-        print(f"  {version:<10}{seconds:>10.2f}s{logged:>11.2f}s"
-              + "".join(f"{seconds / median[('copy', key)]:>15.1f}" for _, key in copies))
+versions = sorted({name for kind, name, _ in by_run if kind == "converge"},
+                  key=lambda v: [int(p) for p in v.split(".")])
+run_ids = sorted({run for kind, _, run in by_run if kind == "converge"}, key=int)
+for version in versions:
+    ratios = [statistics.median(by_run[("converge", version, r)] / by_run[("copy", key, r)]
+                                for r in run_ids if ("converge", version, r) in by_run)
+              for _, key in copies]
+    logged = median.get(("worker_sync", version), float("nan"))
+    print(f"  {version:<10}{median[('converge', version)]:>10.2f}s{logged:>11.2f}s"
+          + "".join(f"{ratio:>15.1f}" for ratio in ratios))
 PY
