@@ -51,8 +51,8 @@ const MAX_ZIP_BYTES: u64 = 1 << 30;
 const COMPRESS_LEVEL: u32 = 1;
 
 /// Deterministic text in the style of rules, decoders and shared configuration: XML-ish lines of
-/// words drawn from a small vocabulary (xorshift64), which zlib compresses about as much as the real
-/// files.
+/// words drawn from a small vocabulary (xorshift64). zlib at level 1 reduces it to about 0.3 of its
+/// size.
 fn text(bytes: usize, seed: u64) -> Vec<u8> {
     const WORDS: [&str; 32] = [
         "rule",

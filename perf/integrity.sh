@@ -321,14 +321,22 @@ converge() {
         sleep 0.2
     done
     record converge "$version" "$run" "$(elapsed "$start" "$match_at")"
-    # The worker logs the end of its sync round once the last file is in place: give it a moment.
-    wait_for_log "$worker" "[Integrity sync] Finished in" 30 "$worker_pid"
+    # The worker logs the end of its sync round after the last file is in place, once it has removed
+    # what it received (seconds for 100,000 files): give it time.
+    deadline=$((SECONDS + 120))
+    until grep -qF '[Integrity sync] Finished in' "$worker/logs/cluster.log" || [[ $SECONDS -ge $deadline ]]; do
+        sleep 0.2
+    done
     rounds="$(grep -F '[Integrity sync] Finished in' "$worker/logs/cluster.log" |
-        sed 's/.*Finished in \([0-9.]*\)s.*/\1/')"
-    record worker_sync "$version" "$run" "$(awk '{ s += $1 } END { printf "%.4f", s }' <<<"$rounds")"
-    printf '  %-7s run %s: converged in %s s; the worker logged %s sync round(s): %s s\n' \
-        "$version" "$run" "$(elapsed "$start" "$match_at")" "$(wc -l <<<"$rounds")" \
-        "$(paste -s -d ' ' - <<<"$rounds")"
+        sed 's/.*Finished in \([0-9.]*\)s.*/\1/')" || true
+    if [[ -n $rounds ]]; then
+        record worker_sync "$version" "$run" "$(awk '{ s += $1 } END { printf "%.4f", s }' <<<"$rounds")"
+        rounds="the worker logged $(wc -l <<<"$rounds") sync round(s): $(paste -s -d ' ' - <<<"$rounds") s"
+    else
+        rounds="the worker logged no end of a sync round within 120 s"
+    fi
+    printf '  %-7s run %s: converged in %s s; %s\n' "$version" "$run" \
+        "$(elapsed "$start" "$match_at")" "$rounds"
     stop_nodes
     [[ $keep == 1 ]] || rm -rf "$worker"
 }
