@@ -16,7 +16,8 @@
 #     (`diff -r`), median of --repeat runs, as a ratio to `cp -a` of the same files into an empty
 #     root: alone, followed by one `sync` of the file system, and followed by `sync` of each file
 #     (the worker syncs every file it writes before renaming it into place).
-# The page cache holds the tree for every figure: they measure CPU and file system work, not the disk.
+# The master's tree is read from the page cache; only the writes of the worker and of the copies, and
+# their syncs, reach the disk.
 #
 #   perf/integrity.sh                              # 10,000 files, both versions, 3 runs
 #   perf/integrity.sh --no-build --files 100000    # a larger tree
