@@ -85,25 +85,8 @@ key="c98b62a9b6169ac5f67dae55ae4a9088"
 root="$(mktemp -d "${TMPDIR:-/tmp}/clusterd-integrity-XXXXXX")"
 master="$root/master"
 results="$root/results.tsv"
-pids=()
-
-# SIGTERM every node started, SIGKILL what is still running 10 s later.
-stop_nodes() {
-    local pid deadline
-    [[ ${#pids[@]} -gt 0 ]] || return 0
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    deadline=$((SECONDS + 10))
-    for pid in "${pids[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && [[ $SECONDS -lt $deadline ]]; do
-            sleep 0.05
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
+# shellcheck source=perf/lib/nodes.sh
+source "perf/lib/nodes.sh"
 
 cleanup() {
     stop_nodes
@@ -116,10 +99,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # elapsed START [END]: seconds between two $EPOCHREALTIME readings (END defaults to now).
 elapsed() {
@@ -235,33 +214,14 @@ PY
 
 # write_home HOME NAME TYPE PORT: etc/ossec.conf and etc/cluster.json with short intervals.
 write_home() {
-    local home="$1" name="$2" type="$3" port="$4"
-    mkdir -p "$home/etc"
-    cat >"$home/etc/ossec.conf" <<EOF
-<ossec_config>
-  <cluster>
-    <name>wazuh</name>
-    <node_name>$name</node_name>
-    <node_type>$type</node_type>
-    <key>$key</key>
-    <port>$port</port>
-    <bind_addr>127.0.0.1</bind_addr>
-    <nodes>
-      <node>127.0.0.1</node>
-    </nodes>
-    <hidden>no</hidden>
-    <disabled>no</disabled>
-  </cluster>
-</ossec_config>
-EOF
+    write_ossec_conf "$@"
     echo '{"intervals": {"worker": {"sync_integrity": 1, "connection_retry": 1}, "master": {"recalculate_integrity": 1}}}' \
-        >"$home/etc/cluster.json"
+        >"$1/etc/cluster.json"
 }
 
 # start_node HOME VERSION: the daemon in the foreground mode, in the background of this script.
 start_node() {
-    "$daemon" -f --home "$1" --wazuh-version "$2" </dev/null >/dev/null 2>>"$1/stderr.log" &
-    pids+=("$!")
+    spawn_node "$1" --wazuh-version "$2"
 }
 
 # wait_for_log HOME TEXT SECONDS PID: until logs/cluster.log of HOME holds TEXT.
