@@ -196,17 +196,6 @@ mod tests {
     use super::super::test_support::*;
     use crate::store::WdbStatus;
 
-    fn set_sync(db: &crate::store::EmbeddedDb, id: i64, status: &str) {
-        db.with_tx(|tx, _| {
-            tx.execute(
-                "UPDATE agent SET sync_status = ?1 WHERE id = ?2",
-                rusqlite::params![status, id],
-            )
-        })
-        .expect("tx")
-        .expect("update");
-    }
-
     #[test]
     fn get_returns_three_kinds_in_order_and_marks_synced() {
         let db = db();

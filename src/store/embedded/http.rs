@@ -190,17 +190,6 @@ mod tests {
     use super::super::test_support::*;
     use crate::store::WazuhDb;
 
-    fn set_sync(db: &crate::store::EmbeddedDb, id: i64, status: &str) {
-        db.with_tx(|tx, _| {
-            tx.execute(
-                "UPDATE agent SET sync_status = ?1 WHERE id = ?2",
-                rusqlite::params![status, id],
-            )
-        })
-        .expect("tx")
-        .expect("update");
-    }
-
     fn get(db: &crate::store::EmbeddedDb) -> serde_json::Value {
         let (code, body) = db.http("GET", "/v1/agents/sync", b"").expect("http");
         assert_eq!(code, 200);

@@ -191,6 +191,18 @@ pub(crate) mod test_support {
     /// A fixed clock far from the agents' registration dates.
     pub const NOW: i64 = 1_700_000_000;
 
+    /// Sets an agent's agent-info sync status directly, as remoted's updates would.
+    pub fn set_sync(db: &EmbeddedDb, id: i64, status: &str) {
+        db.with_tx(|tx, _| {
+            tx.execute(
+                "UPDATE agent SET sync_status = ?1 WHERE id = ?2",
+                rusqlite::params![status, id],
+            )
+        })
+        .expect("tx")
+        .expect("update");
+    }
+
     fn fixed_clock() -> i64 {
         NOW
     }
