@@ -84,6 +84,13 @@ pub fn insert_group(tx: &Transaction, name: &str) -> WdbReply {
     WdbReply::ok()
 }
 
+/// The id of a declared group named by `group` (a JSON string); `None` for anything else.
+fn declared_group(tx: &Transaction, group: &Value) -> Option<i64> {
+    group
+        .as_str()
+        .and_then(|name| find_group(tx, name).ok().flatten())
+}
+
 /// Adds `groups` to the agent from `priority` on. With `create_name`, a missing agent is created
 /// (never connected) so that a worker can hold groups of agents it has not seen yet.
 fn assign(
@@ -96,11 +103,7 @@ fn assign(
 ) -> bool {
     let mut ok = true;
     for group in groups {
-        let Some(name) = group.as_str() else {
-            ok = false;
-            continue;
-        };
-        let Ok(Some(group_id)) = find_group(tx, name) else {
+        let Some(group_id) = declared_group(tx, group) else {
             ok = false;
             continue;
         };
@@ -144,11 +147,7 @@ fn assign(
 fn unassign(tx: &Transaction, ctx: &Ctx, id: i64, groups: &[Value]) -> bool {
     let mut ok = true;
     for group in groups {
-        let Some(name) = group.as_str() else {
-            ok = false;
-            continue;
-        };
-        let Ok(Some(group_id)) = find_group(tx, name) else {
+        let Some(group_id) = declared_group(tx, group) else {
             ok = false;
             continue;
         };
