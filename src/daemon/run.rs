@@ -12,7 +12,7 @@ use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
 use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
 use crate::pool::{ApplyPolicy, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
-use crate::proto::node::{Node, NodeSettings, Now, SyncSettings, Timers};
+use crate::proto::node::{AgentSettings, Node, NodeSettings, Now, SyncSettings, Timers};
 use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
 use crate::transport::event_loop::{job_channel, EventLoop, LoopLimits};
 use crate::{clog_error, clog_info, clog_warn};
@@ -93,6 +93,14 @@ fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
             max_zip_size: intervals.communication.max_zip_size,
             min_zip_size: intervals.communication.min_zip_size,
             zip_limit_tolerance: intervals.communication.zip_limit_tolerance,
+        },
+        agents: AgentSettings {
+            sync_agent_info: intervals.worker.sync_agent_info,
+            timeout_agent_info: intervals.master.timeout_agent_info,
+            sync_agent_groups: intervals.master.sync_agent_groups,
+            agent_group_start_delay: intervals.master.agent_group_start_delay,
+            timeout_agent_groups: intervals.worker.timeout_agent_groups,
+            agent_groups_mismatch_limit: intervals.worker.agent_groups_mismatch_limit,
         },
         connections_per_ip_max: config.settings.connections_per_ip_max,
         limits: ConnLimits::default(),

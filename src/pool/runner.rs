@@ -11,6 +11,7 @@ use futures_channel::mpsc::UnboundedSender;
 use super::apply::ApplyPolicy;
 use super::integrity::IntegrityCache;
 use super::jobs;
+use super::jobs::agents::AgentEnv;
 use super::threads::{JobError, Pool};
 use crate::config::{Dialect, FilesTable};
 use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, JobRunner};
@@ -49,6 +50,10 @@ pub(super) struct Shared {
 pub struct PoolRunner {
     pool: Pool<JobOutcome>,
     shared: Arc<Shared>,
+    results: UnboundedSender<(JobId, JobResult)>,
+    /// Agent-database jobs run on threads of their own, so a slow database never queues behind
+    /// (or holds up) hashing and packaging.
+    agents: Option<(Pool<JobOutcome>, Arc<AgentEnv>)>,
 }
 
 impl PoolRunner {
@@ -59,17 +64,35 @@ impl PoolRunner {
         queue_capacity: usize,
         results: UnboundedSender<(JobId, JobResult)>,
     ) -> io::Result<PoolRunner> {
-        let deliver = move |id: JobId, result: Result<JobOutcome, JobError>| {
-            let _ = results.unbounded_send((id, result.map_err(|e| e.to_string())));
-        };
-        let pool = Pool::new(threads, queue_capacity, deliver)?;
+        let pool = Pool::new(threads, queue_capacity, deliverer(results.clone()))?;
         let shared = Arc::new(Shared {
             env,
             snapshot: RwLock::new(Arc::new(Metadata::new())),
             master_cache: Mutex::new(IntegrityCache::default()),
             own_cache: Mutex::new(IntegrityCache::default()),
         });
-        Ok(PoolRunner { pool, shared })
+        Ok(PoolRunner {
+            pool,
+            shared,
+            results,
+            agents: None,
+        })
+    }
+
+    /// Adds the agent threads and what their jobs need; without them agent jobs fail.
+    pub fn with_agents(
+        mut self,
+        env: AgentEnv,
+        threads: usize,
+        queue_capacity: usize,
+    ) -> io::Result<PoolRunner> {
+        let pool = Pool::new(
+            threads.max(1),
+            queue_capacity,
+            deliverer(self.results.clone()),
+        )?;
+        self.agents = Some((pool, Arc::new(env)));
+        Ok(self)
     }
 
     pub fn threads(&self) -> usize {
@@ -77,8 +100,30 @@ impl PoolRunner {
     }
 }
 
+/// Sends a job's result to the event loop.
+fn deliverer(
+    results: UnboundedSender<(JobId, JobResult)>,
+) -> impl Fn(JobId, Result<JobOutcome, JobError>) + Send + Sync + 'static {
+    move |id, result| {
+        let _ = results.unbounded_send((id, result.map_err(|e| e.to_string())));
+    }
+}
+
 impl JobRunner for PoolRunner {
     fn submit(&self, id: JobId, job: Job) -> Result<(), String> {
+        if let Job::Agents(job) = job {
+            let Some((pool, env)) = &self.agents else {
+                return Err("this node has no agent database".into());
+            };
+            let env = env.clone();
+            return pool
+                .submit(id, move || {
+                    jobs::agents::run(&env, job)
+                        .map(JobOutcome::Agents)
+                        .map_err(JobError::Failed)
+                })
+                .map_err(|e| format!("the agent threads cannot take the job: {e}"));
+        }
         let shared = self.shared.clone();
         self.pool
             .submit(id, move || run(&shared, job).map_err(JobError::Failed))
@@ -101,6 +146,7 @@ fn run(shared: &Shared, job: Job) -> Result<JobOutcome, String> {
             extra_valid_rel,
         } => jobs::apply_package::apply_package(shared, &rel, &extra_valid_rel),
         Job::ExtraValid { worker, rel } => jobs::extra_valid::receive(shared, &worker, &rel),
+        Job::Agents(_) => Err("agent jobs run on the agent threads".into()),
         Job::Remove { rel } => {
             jobs::files::remove_transfer(&shared.env.home, &rel).map(|()| JobOutcome::Removed)
         }

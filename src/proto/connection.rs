@@ -290,6 +290,11 @@ impl<P> Connection<P> {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Plaintext size above which a message is divided: the long-string chunk is sized from it.
+    pub fn chunk_bytes(&self) -> usize {
+        self.chunk_bytes
+    }
+
     pub fn requests_in_flight(&self) -> usize {
         self.requests.len()
     }

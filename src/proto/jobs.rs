@@ -1,6 +1,8 @@
 //! Work the engine hands to the worker pool, and what comes back: plain data only (paths relative to
 //! the install root, counts, messages), so the engine stays IO-free and a result can be replayed.
 
+pub use super::agent_jobs::{AgentJob, AgentOutcome};
+
 /// Identifies a job; unique per node.
 pub type JobId = u64;
 
@@ -31,6 +33,8 @@ pub enum Job {
     ExtraValid { worker: String, rel: String },
     /// Delete a transfer file and its unpack directory (a failed or abandoned transfer).
     Remove { rel: String },
+    /// Agent-database and daemon work.
+    Agents(AgentJob),
 }
 
 /// File counts of a comparison, as the logs and `get_health` report them.
@@ -87,6 +91,7 @@ pub enum JobOutcome {
         errors: Vec<String>,
     },
     Removed,
+    Agents(AgentOutcome),
 }
 
 /// A job's result; the error is a sentence for the logs.

@@ -1,6 +1,7 @@
 //! The IO-free protocol engine. Nothing here touches sockets, files, clocks or the async runtime:
 //! time and randomness come in as arguments, frames and actions go out as data.
 
+pub mod agent_jobs;
 pub mod command;
 pub mod connection;
 pub mod crypto;

@@ -1,5 +1,6 @@
 //! The work behind each engine job, one file per job kind.
 
+pub mod agents;
 pub(super) mod apply_package;
 pub(super) mod compare;
 pub(super) mod extra_valid;

@@ -16,6 +16,14 @@ pub(super) struct LocalPeer {
     last_keepalive: Instant,
 }
 
+/// A deferred answer to a local client's request (same counter), e.g. a page of the agent listing.
+pub(super) struct LocalReply {
+    pub(super) local: ConnId,
+    pub(super) counter: u32,
+    pub(super) command: &'static str,
+    pub(super) payload: Vec<u8>,
+}
+
 /// A message to deliver to a local client as a new request (`control_res`, `err`, ...).
 pub(super) struct LocalDelivery {
     pub(super) local: ConnId,
@@ -118,7 +126,10 @@ impl Node {
                     }
                 }
             },
-            other => Some(("err", unknown_command(other))),
+            other => match self.sendsync_local_request(conn, counter, other, &payload, now) {
+                Some(reply) => reply,
+                None => Some(("err", unknown_command(other))),
+            },
         };
         if let (Some((reply_command, reply_payload)), Some(peer)) =
             (reply, self.locals.get_mut(&conn))
@@ -147,6 +158,19 @@ impl Node {
                 );
             }
             flush_conn(&mut self.outputs, d.local, &mut peer.conn);
+        }
+    }
+
+    /// Sends deferred answers to local clients that are still connected.
+    pub(super) fn reply_to_locals(&mut self, replies: Vec<LocalReply>) {
+        for r in replies {
+            let Some(peer) = self.locals.get_mut(&r.local) else {
+                continue;
+            };
+            if let Err(e) = peer.conn.reply(r.counter, r.command, &r.payload) {
+                clog_error!(peer.tag(), "Main", "Could not answer: {e}");
+            }
+            flush_conn(&mut self.outputs, r.local, &mut peer.conn);
         }
     }
 

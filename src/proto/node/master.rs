@@ -8,10 +8,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::agent_info::MasterAgentInfo;
+use super::groups::MasterGroups;
 use super::listing::{self, NodeEntry, WorkerStatus};
 use super::local::unknown_command;
+use super::local::LocalReply;
 use super::master_sync::{LocalIntegrity, PeerSync};
 use super::reasons::{master_side, valid_node_name};
+use super::sendsync::MasterSendSync;
+use super::strings_out::StringSends;
 use super::{flush_conn, silent_peers, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
 use crate::proto::command::Command;
 use crate::proto::connection::{ConnError, Event};
@@ -34,6 +39,8 @@ pub(super) struct WorkerPeer {
     /// An `echo-m` liveness probe is in flight (another connection claimed this name).
     probing: bool,
     pub(super) sync: PeerSync,
+    /// Long strings being sent to this worker (agent groups, sendsync answers).
+    pub(super) strings: StringSends,
 }
 
 impl WorkerPeer {
@@ -63,6 +70,11 @@ pub(super) struct Master {
     pub(super) granted: HashSet<String>,
     /// Jobs run on behalf of a connection.
     pub(super) jobs: HashMap<JobId, ConnId>,
+    pub(super) agent_info: MasterAgentInfo,
+    pub(super) groups: MasterGroups,
+    pub(super) sendsync: MasterSendSync,
+    /// Answers for local clients, delivered by the node (the master does not own them).
+    pub(super) local_replies: Vec<LocalReply>,
 }
 
 impl Master {
@@ -73,6 +85,10 @@ impl Master {
             local: LocalIntegrity::new(now),
             granted: HashSet::new(),
             jobs: HashMap::new(),
+            agent_info: MasterAgentInfo::default(),
+            groups: MasterGroups::default(),
+            sendsync: MasterSendSync::default(),
+            local_replies: Vec::new(),
         }
     }
 
@@ -106,6 +122,7 @@ impl Master {
             last_keepalive_wall: now.wall,
             probing: false,
             sync: PeerSync::new(settings.sync.max_zip_size),
+            strings: StringSends::default(),
         };
         clog_info!("Master", "Main", "Connection from {}", peer.address());
         self.workers.insert(id, peer);
@@ -154,7 +171,13 @@ impl Master {
                     purpose,
                     command,
                     payload,
-                } => self.sync_reply(conn, purpose, command, payload, ctx),
+                } => {
+                    if let Some((purpose, command, payload)) =
+                        self.agents_reply(conn, purpose, command, payload, ctx)
+                    {
+                        self.sync_reply(conn, purpose, command, payload, ctx);
+                    }
+                }
                 Event::Cancelled { error, .. } => {
                     if let Some(peer) = self.workers.get(&conn) {
                         clog_error!(peer.tag(), "Main", "The task was canceled due to the following error on the remote node: {error}");
@@ -190,7 +213,12 @@ impl Master {
             }
             other => match self.sync_request(conn, other, &payload, ctx) {
                 Some(reply) => reply,
-                None => ("err", unknown_command(other)),
+                None => match self.agents_request(conn, counter, other, &payload, ctx) {
+                    Some(Some(reply)) => reply,
+                    // Answered later, when the job behind it is done.
+                    Some(None) => return,
+                    None => ("err", unknown_command(other)),
+                },
             },
         };
         if let Some(peer) = self.workers.get_mut(&conn) {
@@ -354,6 +382,7 @@ impl Master {
             }
         }
         self.jobs.retain(|_, owner| *owner != conn);
+        self.agents_closed(conn, ctx);
         if peer.accepted {
             clog_info!(peer.tag(), "Main", "Cancelling pending tasks.");
             peer.sync.abandon(ctx);
@@ -381,6 +410,7 @@ impl Master {
 
     pub(super) fn tick(&mut self, ctx: &mut Ctx) {
         let mut stale = Vec::new();
+        let mut expired = Vec::new();
         for (id, peer) in self.workers.iter_mut() {
             if peer.conn.payload_overdue(ctx.now.mono) {
                 clog_warn!(
@@ -391,17 +421,27 @@ impl Master {
                 stale.push(*id);
                 continue;
             }
+            let mut others = Vec::new();
             for purpose in peer.conn.expire(ctx.now.mono) {
                 if purpose == Purpose::Probe {
                     clog_warn!(peer.tag(), "Main", "No answer to the liveness probe: closing the stale session so the worker can reconnect.");
                     stale.push(*id);
+                } else {
+                    others.push(purpose);
                 }
             }
+            if !others.is_empty() {
+                expired.push((*id, others));
+            }
+        }
+        for (conn, purposes) in expired {
+            self.agents_expired(conn, purposes, ctx);
         }
         for conn in stale {
             self.drop_peer(conn, ctx);
         }
         self.sync_tick(ctx);
+        self.agents_tick(ctx);
         self.flush(ctx.outputs);
     }
 

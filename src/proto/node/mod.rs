@@ -2,12 +2,17 @@
 //! machines. Inputs are calls (`accept_*`, `receive`, `closed`, `tick`, ...) with the time passed in;
 //! outputs are [`Output`] values the transport carries out. No IO, no clock, no runtime here.
 
+mod agent_info;
+mod agents;
+mod groups;
 mod listing;
 mod local;
 mod master;
 mod master_sync;
 mod reasons;
+mod sendsync;
 mod settings;
+mod strings_out;
 mod worker;
 mod worker_sync;
 
@@ -19,7 +24,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use settings::{NodeSettings, SyncSettings, Timers};
+pub use settings::{AgentSettings, NodeSettings, SyncSettings, Timers};
 
 use self::local::{LocalDelivery, LocalPeer};
 use self::master::Master;
@@ -93,6 +98,18 @@ enum Purpose {
     SyncTaskId,
     /// A step of a file transfer (`new_file`, `file_upd`, `file_end`).
     FileStep,
+    /// A step of a long string we send (`new_str`, `str_upd`); `token` names the transfer.
+    StringStep {
+        token: u64,
+    },
+    /// Agent-info sync (§4.2): the worker's `syn_a_w_m_p` and `syn_a_w_m`, the master's result.
+    AgentInfo,
+    /// Agent-groups send (§4.3): `syn_g_m_w`/`syn_g_m_w_c` and the worker's `syn_w_g_*` results.
+    AgentGroups {
+        full: bool,
+    },
+    /// sendsync (§4.4): the master's `sendsyn_res`/`sendsyn_err`, the worker's relayed request.
+    SendSync,
     /// Nothing to do with the reply.
     Ignore,
 }
@@ -220,14 +237,19 @@ impl Node {
             ids: &mut self.ids,
             rng: &mut self.rng,
         };
-        let deliveries = match &mut self.role {
+        let (deliveries, replies) = match &mut self.role {
             Role::Master(master) => {
                 on_master(master, &mut ctx);
-                Vec::new()
+                (Vec::new(), std::mem::take(&mut master.local_replies))
             }
-            Role::Worker(worker) => on_worker(worker, &mut ctx),
+            Role::Worker(worker) => {
+                let mut deliveries = on_worker(worker, &mut ctx);
+                deliveries.append(&mut worker.deliveries);
+                (deliveries, Vec::new())
+            }
         };
         self.deliver_to_locals(deliveries, now);
+        self.reply_to_locals(replies);
     }
 
     /// Bytes arrived on a connection.
@@ -263,8 +285,18 @@ impl Node {
     pub fn job_done(&mut self, id: JobId, result: JobResult, now: Now) {
         self.with_role(
             now,
-            |m, ctx| m.job_done(id, result.clone(), ctx),
-            |w, ctx| w.job_done(id, result.clone(), ctx),
+            |m, ctx| {
+                if !m.agents_job_done(id, &result, ctx) {
+                    m.job_done(id, result.clone(), ctx)
+                }
+            },
+            |w, ctx| {
+                if w.agents_job_done(id, &result, ctx) {
+                    Vec::new()
+                } else {
+                    w.job_done(id, result.clone(), ctx)
+                }
+            },
         );
         self.flush_all();
     }

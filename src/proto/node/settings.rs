@@ -63,6 +63,37 @@ impl SyncSettings {
     }
 }
 
+/// Agent-info and agent-groups timers (cluster.json `intervals`).
+#[derive(Debug, Clone, Copy)]
+pub struct AgentSettings {
+    /// Worker: period of the agent-info sync.
+    pub sync_agent_info: Duration,
+    /// Master: longest time to store a worker's agent-info.
+    pub timeout_agent_info: Duration,
+    /// Master (4.14): period of the agent-groups query and broadcast.
+    pub sync_agent_groups: Duration,
+    /// Master (4.14): delay before the first agent-groups round.
+    pub agent_group_start_delay: Duration,
+    /// Worker (4.14): longest time to store a received agent-groups update.
+    pub timeout_agent_groups: Duration,
+    /// Worker (4.14): consecutive checksum mismatches before asking for a full send.
+    pub agent_groups_mismatch_limit: u32,
+}
+
+impl Default for AgentSettings {
+    /// The shipped cluster.json values.
+    fn default() -> Self {
+        AgentSettings {
+            sync_agent_info: Duration::from_secs(10),
+            timeout_agent_info: Duration::from_secs(40),
+            sync_agent_groups: Duration::from_secs(10),
+            agent_group_start_delay: Duration::from_secs(30),
+            timeout_agent_groups: Duration::from_secs(40),
+            agent_groups_mismatch_limit: 5,
+        }
+    }
+}
+
 /// Identity, peers and limits of the node.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -81,6 +112,7 @@ pub struct NodeSettings {
     pub runtime_info: Value,
     pub timers: Timers,
     pub sync: SyncSettings,
+    pub agents: AgentSettings,
     /// Simultaneous cluster connections accepted from one source address.
     pub connections_per_ip_max: usize,
     pub limits: ConnLimits,

@@ -40,6 +40,7 @@ fn settings(name: &str, master: bool, cluster: &str, version: &str, key: &str) -
                 Dialect::V4_14
             })
         },
+        agents: AgentSettings::default(),
         connections_per_ip_max: 10,
         limits: ConnLimits::default(),
     }
@@ -73,6 +74,8 @@ struct Sim {
     compared: HashMap<String, (usize, usize)>,
     /// Extra-valid packages the master received.
     extra_valid_received: usize,
+    /// Each node's agent database (in memory), created on first use.
+    agent_envs: HashMap<Option<usize>, crate::pool::AgentEnv>,
 }
 
 impl Sim {
@@ -98,6 +101,7 @@ impl Sim {
             applied: HashMap::new(),
             compared: HashMap::new(),
             extra_valid_received: 0,
+            agent_envs: HashMap::new(),
         }
     }
 
@@ -319,7 +323,33 @@ impl Sim {
                 self.disk.remove(&(on, rel));
                 Ok(JobOutcome::Removed)
             }
+            Job::Agents(job) => self.agent_job(on, job),
         }
+    }
+
+    /// The agent database of a node: a real embedded database, in memory.
+    fn agent_env(&mut self, on: Option<usize>) -> &crate::pool::AgentEnv {
+        let settings = match on {
+            None => self.master.as_ref().unwrap().settings.clone(),
+            Some(i) => self.workers[i].settings.clone(),
+        };
+        self.agent_envs.entry(on).or_insert_with(|| {
+            let db = crate::store::EmbeddedDb::in_memory().unwrap();
+            db.set_worker_node(on.is_some());
+            crate::pool::AgentEnv {
+                db: std::sync::Arc::new(db),
+                daemons: None,
+                dialect: settings.sync.dialect,
+                node_name: settings.node_name.clone(),
+                home: std::path::PathBuf::from("/nonexistent"),
+            }
+        })
+    }
+
+    /// Agent-database jobs of the simulated nodes run for real against their databases.
+    fn agent_job(&mut self, on: Option<usize>, job: AgentJob) -> JobResult {
+        let env = self.agent_env(on);
+        crate::pool::jobs::agents::run(env, job).map(crate::proto::jobs::JobOutcome::Agents)
     }
 
     /// Advances the virtual clock in small steps, ticking every node.
@@ -416,7 +446,7 @@ impl Sim {
 use crate::config::Dialect;
 use crate::proto::connection::{Connection, Event};
 use crate::proto::crypto::Cipher;
-use crate::proto::jobs::{Job, JobResult};
+use crate::proto::jobs::{AgentJob, Job, JobResult};
 
 fn good(name: &str) -> NodeSettings {
     settings(name, false, "wazuh", "4.3.11", KEY)

@@ -4,8 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::agent_info::WorkerAgentInfo;
+use super::groups::WorkerGroups;
 use super::local::{relay_failure, unknown_command, LocalDelivery};
 use super::reasons::{worker_side, SILENT_REFUSAL};
+use super::sendsync::WorkerSendSync;
+use super::strings_out::StringSends;
 use super::worker_sync::WorkerSync;
 use super::{flush_conn, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
 use crate::proto::command::Command;
@@ -33,6 +37,13 @@ pub(super) enum Link {
 pub(super) struct Worker {
     pub(super) link: Link,
     pub(super) sync: WorkerSync,
+    pub(super) agent_info: WorkerAgentInfo,
+    pub(super) groups: WorkerGroups,
+    pub(super) sendsync: WorkerSendSync,
+    /// Long strings being sent to the master (agent-info).
+    pub(super) strings: StringSends,
+    /// Messages for local clients produced by the flows, delivered by the node.
+    pub(super) deliveries: Vec<LocalDelivery>,
 }
 
 /// Seconds as stock logs print them: whole numbers without decimals.
@@ -50,6 +61,11 @@ impl Worker {
         Worker {
             link: Link::Idle { retry_at: now },
             sync: WorkerSync::new(now),
+            agent_info: WorkerAgentInfo::default(),
+            groups: WorkerGroups::default(),
+            sendsync: WorkerSendSync::default(),
+            strings: StringSends::default(),
+            deliveries: Vec::new(),
         }
     }
 
@@ -74,6 +90,7 @@ impl Worker {
             },
         );
         self.sync.reset(ctx);
+        self.agents_reset(ctx);
         let mut failed = Vec::new();
         if let Link::AwaitHelloReply { mut peer, .. } | Link::Connected { mut peer, .. } = old {
             for purpose in peer.abandon_requests() {
@@ -184,6 +201,7 @@ impl Worker {
                             };
                         }
                         self.sync.connected(ctx);
+                        self.agents_reset(ctx);
                     } else {
                         let s = ctx.settings;
                         let mut error = WazuhError::from_payload(&payload);
@@ -240,7 +258,13 @@ impl Worker {
                     purpose,
                     command,
                     payload,
-                } => self.sync_reply(purpose, command, payload, ctx),
+                } => {
+                    if let Some((purpose, command, payload)) =
+                        self.agents_reply(purpose, command, payload, ctx)
+                    {
+                        self.sync_reply(purpose, command, payload, ctx);
+                    }
+                }
                 Event::Request {
                     counter,
                     command,
@@ -248,9 +272,12 @@ impl Worker {
                 } => {
                     let (reply, body) = match &command {
                         Command::EchoM => ("ok-c", payload),
-                        other => self
-                            .sync_request(other, &payload, ctx)
-                            .unwrap_or_else(|| ("err", unknown_command(other))),
+                        other => match self.sync_request(other, &payload, ctx) {
+                            Some(reply) => reply,
+                            None => self
+                                .agents_request(other, &payload, ctx)
+                                .unwrap_or_else(|| ("err", unknown_command(other))),
+                        },
                     };
                     if let Link::AwaitHelloReply { peer, .. } | Link::Connected { peer, .. } =
                         &mut self.link
@@ -364,13 +391,14 @@ impl Worker {
                 }
                 let timeout = ctx.settings.timers.timeout_cluster_request;
                 let mut keepalive_timeouts = 0;
+                let mut expired = Vec::new();
                 for purpose in peer.expire(ctx.now.mono) {
                     match purpose {
                         Purpose::Keepalive => keepalive_timeouts += 1,
                         Purpose::ForwardToLocal { local } => {
                             deliveries.push(relay_failure(local, &WazuhError::new(3020)))
                         }
-                        _ => {}
+                        other => expired.push(other),
                     }
                 }
                 if ctx.now.mono >= *next_keepalive {
@@ -389,6 +417,8 @@ impl Worker {
                     deliveries.extend(self.keepalive_failed(&WazuhError::new(3020), ctx));
                 }
                 self.sync_tick(ctx);
+                self.agents_expired(expired, ctx);
+                self.agents_tick(ctx);
             }
             _ => {}
         }

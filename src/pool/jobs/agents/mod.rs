@@ -1,0 +1,45 @@
+//! Agent-database jobs (PROTOCOL.md §4.2–§4.4, §6): they run on the pool's agent threads, talk to
+//! the agent database through [`WazuhDb`] (embedded SQLite or a real wazuh-db, the job cannot tell)
+//! and return plain data to the engine.
+
+mod groups;
+mod info;
+mod listing;
+mod sendsync;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Dialect;
+use crate::proto::jobs::{AgentJob, AgentOutcome};
+use crate::store::WazuhDb;
+
+/// Where sendsync requests go on the master: authd (or the embedded registration service) and
+/// the other daemons' sockets.
+pub trait DaemonForwarder: Send + Sync {
+    /// One answer per request, in order: the daemon's answer text, or an error text.
+    fn forward_batch(&self, requests: &[Vec<u8>]) -> Vec<Result<String, String>>;
+}
+
+/// What agent jobs need, fixed at start.
+pub struct AgentEnv {
+    pub db: Arc<dyn WazuhDb>,
+    /// Master only: the sendsync destinations.
+    pub daemons: Option<Arc<dyn DaemonForwarder>>,
+    pub dialect: Dialect,
+    pub node_name: String,
+    pub home: PathBuf,
+}
+
+/// Runs one agent job.
+pub(crate) fn run(env: &AgentEnv, job: AgentJob) -> Result<AgentOutcome, String> {
+    match job {
+        AgentJob::InfoRead => info::read(env),
+        AgentJob::InfoApply { worker, payload } => info::apply(env, &worker, &payload),
+        AgentJob::GroupsCollect { full } => groups::collect(env, full),
+        AgentJob::GroupsApply { payload, full } => groups::apply(env, &payload, full),
+        AgentJob::SendSync { requests } => sendsync::forward(env, &requests),
+        AgentJob::ListAgents { query } => listing::page(env, &query),
+        AgentJob::CountActive => listing::count_active(env),
+    }
+}
