@@ -10,6 +10,7 @@ mod agents;
 mod groups;
 mod http;
 mod schema;
+mod sql;
 mod text;
 
 use std::path::Path;
@@ -158,6 +159,7 @@ fn dispatch(
         "update-connection-status" => agents::update_connection_status(tx, ctx, arg),
         "get-all-agents" => agents::get_all(tx, arg),
         "get-agent-info" => agents::get_info(tx, arg),
+        "sql" => sql::query(tx, arg),
         "insert-agent-group" => groups::insert_group(tx, arg),
         "set-agent-groups" => groups::set_agent_groups(tx, ctx, arg),
         "sync-agent-groups-get" => groups::sync_get(tx, ctx, arg),
