@@ -5,6 +5,7 @@ use rusqlite::{params, OptionalExtension, Statement, Transaction};
 use serde_json::{Map, Value};
 
 use super::groups::valid_group_name;
+use super::schema::MANAGER_KEEPALIVE;
 use super::text::{atoi, int, near, query_failed};
 use super::Ctx;
 use crate::store::{WdbReply, WdbStatus, MAX_PAYLOAD};
@@ -173,6 +174,100 @@ pub fn update_keepalive(tx: &Transaction, ctx: &Ctx, input: &str) -> WdbReply {
     }
 }
 
+/// The text members `update-agent-data` copies into the agent row (absent ones become NULL).
+const AGENT_DATA_TEXT: [&str; 17] = [
+    "os_name",
+    "os_version",
+    "os_major",
+    "os_minor",
+    "os_codename",
+    "os_platform",
+    "os_build",
+    "os_uname",
+    "os_arch",
+    "version",
+    "config_sum",
+    "merged_sum",
+    "manager_host",
+    "node_name",
+    "connection_status",
+    "sync_status",
+    "group_config_status",
+];
+
+/// `global update-agent-data {"id", "os_*", "version", ..., "node_name", "agent_ip",
+/// "connection_status", "sync_status", "group_config_status", "labels"}`: what remoted stores when an
+/// agent (re)connects. The keepalive is set to now; `labels` (`key:value` lines) replace the old ones.
+pub fn update_agent_data(tx: &Transaction, ctx: &Ctx, input: &str) -> WdbReply {
+    let data = match parse_object(input) {
+        Ok(data) => data,
+        Err(reply) => return reply,
+    };
+    let Some(id) = data
+        .get("id")
+        .filter(|v| v.is_number())
+        .and_then(|v| int(Some(v)))
+    else {
+        return invalid_data(input);
+    };
+    let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
+    let mut values: Vec<Option<String>> = AGENT_DATA_TEXT.iter().map(|k| text(k)).collect();
+    let sync = values[15].clone().unwrap_or_else(|| "synced".to_owned());
+    values[15] = Some(effective_sync_status(tx, id, &sync));
+    let keepalive = if id == 0 { MANAGER_KEEPALIVE } else { ctx.now };
+    let mut sql = String::from("UPDATE agent SET last_keepalive = ?1");
+    for (i, key) in AGENT_DATA_TEXT.iter().enumerate() {
+        // NOT NULL columns keep their value when the member is absent.
+        if matches!(*key, "connection_status" | "group_config_status") {
+            sql.push_str(&format!(", {key} = COALESCE(?{}, {key})", i + 2));
+        } else {
+            sql.push_str(&format!(", {key} = ?{}", i + 2));
+        }
+    }
+    let ip = text("agent_ip");
+    let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(keepalive)];
+    params.extend(
+        values
+            .into_iter()
+            .map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>),
+    );
+    if let Some(ip) = ip {
+        sql.push_str(&format!(", ip = ?{}", params.len() + 1));
+        params.push(Box::new(ip));
+    }
+    sql.push_str(&format!(" WHERE id = ?{}", params.len() + 1));
+    params.push(Box::new(id));
+    let updated = tx.execute(
+        &sql,
+        rusqlite::params_from_iter(params.iter().map(|p| p.as_ref())),
+    );
+    if let Err(e) = updated {
+        return query_failed(&e);
+    }
+    let labels = data.get("labels").and_then(Value::as_str).unwrap_or("");
+    match replace_labels(tx, id, labels) {
+        Ok(()) => WdbReply::ok(),
+        Err(e) => query_failed(&e),
+    }
+}
+
+/// Replaces an agent's labels with the `key:value` lines of `text` (lines without `:` are skipped).
+fn replace_labels(tx: &Transaction, id: i64, text: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM labels WHERE id = ?1", [id])?;
+    if !agent_exists(tx, id)? {
+        return Ok(());
+    }
+    for line in text.lines() {
+        if let Some((key, value)) = line.split_once(':') {
+            tx.execute(
+                "INSERT OR REPLACE INTO labels (id, key, value) VALUES (?1, ?2, ?3)",
+                params![id, key, value],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// `global update-connection-status {"id","connection_status","sync_status","status_code"}`;
 /// `disconnected` records the time of disconnection.
 pub fn update_connection_status(tx: &Transaction, ctx: &Ctx, input: &str) -> WdbReply {
@@ -256,6 +351,33 @@ pub fn get_info(tx: &Transaction, input: &str) -> WdbReply {
 mod tests {
     use super::super::test_support::*;
     use crate::store::WdbStatus;
+
+    #[test]
+    fn agent_data_is_stored_with_node_labels_and_a_full_sync_request() {
+        let db = db();
+        add_agent(&db, 3, "gamma", &["default"]);
+        set_sync(&db, 3, "synced");
+        ok(
+            &db,
+            r#"global update-agent-data {"id":3,"os_name":"Ubuntu","version":"Wazuh v4.14.7","node_name":"worker1","agent_ip":"10.0.0.3","connection_status":"active","sync_status":"syncreq","labels":"env:prod\nbad line"}"#,
+        );
+        let info = json(&ok(&db, "global get-agent-info 3"));
+        let row = &info[0];
+        assert_eq!(row["os_name"], "Ubuntu");
+        assert_eq!(row["node_name"], "worker1");
+        assert_eq!(row["ip"], "10.0.0.3");
+        assert_eq!(row["connection_status"], "active");
+        assert_eq!(row["sync_status"], "syncreq");
+        assert_eq!(row["last_keepalive"], NOW);
+        let labels = json(&ok(
+            &db,
+            "global sql SELECT key, value FROM labels WHERE id = 3",
+        ));
+        assert_eq!(labels, json(r#"[{"key":"env","value":"prod"}]"#));
+        let bad = q(&db, r#"global update-agent-data {"os_name":"x"}"#);
+        assert_eq!(bad.status, WdbStatus::Err);
+        assert!(bad.payload.starts_with("Invalid JSON data, near"));
+    }
 
     #[test]
     fn insert_get_delete_agent() {

@@ -156,6 +156,7 @@ fn dispatch(
         "insert-agent" => agents::insert(tx, arg),
         "delete-agent" => agents::delete(tx, arg),
         "update-keepalive" => agents::update_keepalive(tx, ctx, arg),
+        "update-agent-data" => agents::update_agent_data(tx, ctx, arg),
         "update-connection-status" => agents::update_connection_status(tx, ctx, arg),
         "get-all-agents" => agents::get_all(tx, arg),
         "get-agent-info" => agents::get_info(tx, arg),

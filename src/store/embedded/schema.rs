@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS belongs_id_group ON belongs (id_group);
 ";
 
 /// The highest date representable by wazuh-db: the manager's keepalive never expires.
-const MANAGER_KEEPALIVE: i64 = 253_402_300_799;
+pub(super) const MANAGER_KEEPALIVE: i64 = 253_402_300_799;
 
 /// Creates the tables and the manager's own row (agent 000) if missing.
 pub fn create(conn: &Connection, now: i64) -> rusqlite::Result<()> {
