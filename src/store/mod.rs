@@ -7,12 +7,25 @@
 //! the other.
 //!
 //! - [`wire`]: the classic socket framing (length prefix, `<status> <payload>` replies);
-//! - [`embedded`]: [`EmbeddedDb`], the SQLite implementation.
+//! - [`embedded`]: [`EmbeddedDb`], the SQLite implementation;
+//! - [`socket`]: [`WdbSocket`], the client of a real wazuh-db (classic socket and HTTP API);
+//! - [`server`]: [`WdbServer`], which serves any [`WazuhDb`] on a socket framed like wazuh-db's;
+//! - [`paging`]: [`query_ok`] and [`query_pages`], the reply handling every caller shares;
+//! - [`backend`]: [`open`], the choice between a running wazuh-db and the embedded database.
 
+pub mod backend;
 pub mod embedded;
+pub mod paging;
+pub mod server;
+pub mod socket;
+mod unix;
 pub mod wire;
 
+pub use backend::{open, AgentDb, Backend};
 pub use embedded::EmbeddedDb;
+pub use paging::{query_ok, query_pages, DbError};
+pub use server::{ServerLimits, WdbServer};
+pub use socket::WdbSocket;
 
 use std::fmt;
 
@@ -125,6 +138,15 @@ pub enum StoreError {
     /// A reply that does not start with a known status word.
     #[error("wazuh-db reply has no valid status: '{0}'")]
     BadStatus(String),
+    /// Connecting to, writing to or reading from a Unix socket failed; `reason` says which step.
+    #[error("wazuh-db socket {path}: {reason}")]
+    Socket { path: String, reason: String },
+    /// An HTTP exchange that broke the protocol: a request we refuse to send or a malformed response.
+    #[error("wazuh-db HTTP socket {path}: {reason}")]
+    Http { path: String, reason: String },
+    /// An HTTP response body past the limit we are willing to hold in memory.
+    #[error("wazuh-db HTTP socket {path}: response body larger than {limit} bytes")]
+    BodyTooLarge { path: String, limit: usize },
 }
 
 impl From<rusqlite::Error> for StoreError {
