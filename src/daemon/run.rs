@@ -10,7 +10,7 @@ use serde_json::json;
 use super::pidfile::PidFile;
 use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
 use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
-use crate::pool::{ApplyPolicy, PoolRunner, SyncEnv};
+use crate::pool::{AgentEnv, ApplyPolicy, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
 use crate::proto::node::{AgentSettings, Node, NodeSettings, Now, SyncSettings, Timers};
 use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
@@ -45,6 +45,8 @@ pub enum DaemonError {
     },
     #[error("invalid cluster key: {0}")]
     Key(#[from] crate::proto::crypto::CryptoError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 fn driver_choice(choice: IoDriverChoice) -> DriverChoice {
@@ -109,6 +111,10 @@ fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
 
 /// Jobs waiting for a pool thread; past this the engine is told the pool is busy.
 const JOB_QUEUE_MAX: usize = 4096;
+
+/// Threads for agent-database jobs: the database serialises writes anyway, and two let a slow
+/// listing run beside a sync.
+const AGENT_THREADS: usize = 2;
 
 /// What the pool's jobs need to know about this node.
 fn sync_env(config: &Config) -> SyncEnv {
@@ -207,6 +213,24 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
         source,
     })?;
     clog_info!(tag, "Main", "Worker pool of {} threads.", runner.threads());
+    let agent_db = crate::store::open(&config.home, !is_master)?;
+    clog_info!(tag, "Main", "Agent database: {}.", agent_db.backend);
+    let runner = runner
+        .with_agents(
+            AgentEnv {
+                db: agent_db.db.clone(),
+                daemons: None,
+                dialect: config.dialect,
+                node_name: config.cluster.node_name.clone(),
+                home: config.home.clone(),
+            },
+            AGENT_THREADS,
+            JOB_QUEUE_MAX,
+        )
+        .map_err(|source| DaemonError::Prepare {
+            path: config.home.clone(),
+            source,
+        })?;
     let event_loop = EventLoop::new(
         node,
         Box::new(runner),
@@ -260,6 +284,7 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
         ),
     }
     event_loop.shutdown().await;
+    agent_db.stop();
     let _ = std::fs::remove_file(&socket_path);
     clog_info!(tag, "Main", "Stopped.");
     Ok(())
