@@ -113,11 +113,14 @@ impl Sim {
         }
     }
 
-    /// Runs the held jobs now and delivers their results.
-    fn release_jobs(&mut self) {
+    /// Runs the held jobs now and delivers their results (`failure`: fails them instead).
+    fn release_jobs(&mut self, failure: Option<&str>) {
         let now = self.now();
         for (on, id, job) in std::mem::take(&mut self.held_jobs) {
-            let result = self.run_job(on, job);
+            let result = match failure {
+                Some(e) => Err(e.to_string()),
+                None => self.run_job(on, job),
+            };
             self.node(on).job_done(id, result, now);
         }
         self.settle();

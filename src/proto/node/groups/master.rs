@@ -514,7 +514,8 @@ impl Master {
         self.groups_read_next(ctx);
     }
 
-    /// A full read: it supersedes everything queued or held for the workers that wanted it.
+    /// A full read: it supersedes everything queued or held for the workers that wanted it. One
+    /// that failed part-way supersedes nothing: what it read is queued behind the rest.
     fn groups_full_read(&mut self, round: Round, warnings: &[String], error: Option<&str>) {
         for (conn, groups) in self.groups.peers.iter_mut() {
             if !groups.full_wanted {
@@ -535,9 +536,15 @@ impl Master {
                 );
             }
             groups.full_wanted = false;
-            groups.backlog.clear();
-            groups.backlog.push_back(round.clone());
-            groups.pending = Arc::default();
+            if error.is_none() {
+                groups.backlog.clear();
+                groups.backlog.push_back(round.clone());
+                groups.pending = Arc::default();
+            } else if !round.records.is_empty() {
+                groups.queue(round.clone(), &tag);
+            } else {
+                groups.full_started = None;
+            }
         }
     }
 

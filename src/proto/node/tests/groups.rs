@@ -277,7 +277,7 @@ fn an_update_that_takes_too_long_is_reported_and_the_next_waits_for_it() {
     // The database recovers: the late result is dropped, the waiting update runs and reports.
     sim.hold_agent_jobs.clear();
     let log = logged(|| {
-        sim.release_jobs();
+        sim.release_jobs(None);
         sim.run_for(Duration::from_secs(3));
     });
     assert_lines(
@@ -287,6 +287,40 @@ fn an_update_that_takes_too_long_is_reported_and_the_next_waits_for_it() {
             "INFO: [Worker w1] [Agent-groups recv] Finished in",
             "INFO: [Worker w1] [Agent-groups send] Finished in",
         ],
+    );
+    assert_eq!(sim.groups_of(Some(0)), sim.groups_of(None));
+}
+
+#[test]
+fn what_a_worker_failed_to_store_is_sent_again() {
+    let mut sim = sim(1);
+    for node in ["master", "w1"] {
+        sim.hold_keys(node, "k1", &[1, 2]);
+    }
+    sim.add_agent(1, &["default"]);
+    sim.run_for(Duration::from_secs(5));
+    sim.hold_agent_jobs.push(Some(0));
+    sim.add_agent(2, &["web"]);
+    sim.run_for(Duration::from_millis(1500));
+    assert_eq!(sim.held_jobs.len(), 1);
+    // The worker's database fails the update: the master already marked agent 2 synced.
+    sim.hold_agent_jobs.clear();
+    let log = logged(|| {
+        sim.release_jobs(Some("Could not connect to wazuh-db"));
+        sim.run_for(Duration::from_secs(3));
+    });
+    assert_lines(
+        &log,
+        &[
+            "ERROR: [Worker w1] [Agent-groups recv] Could not connect to wazuh-db",
+            "ERROR: [Worker w1] [Agent-groups send] There was an error while processing agent-groups on the peer: Could not connect to wazuh-db",
+            "INFO: [Worker w1] [Agent-groups send] Starting.",
+            "INFO: [Worker w1] [Agent-groups send] Finished in",
+        ],
+    );
+    assert!(
+        !log.contains("send full"),
+        "sent again, not restored by a full send"
     );
     assert_eq!(sim.groups_of(Some(0)), sim.groups_of(None));
 }
