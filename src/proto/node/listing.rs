@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
+use super::groups::GroupsHealth;
 use super::master_sync::SyncHealth;
 use super::wazuh_date;
 use crate::proto::wazuh_error::WazuhError;
@@ -24,6 +25,7 @@ pub(super) struct NodeEntry {
 pub(super) struct WorkerStatus {
     pub last_keep_alive: SystemTime,
     pub sync: SyncHealth,
+    pub groups: GroupsHealth,
 }
 
 fn date(at: Option<SystemTime>) -> String {
@@ -184,6 +186,7 @@ pub(super) fn health(entries: &[NodeEntry], filter: &[u8]) -> Result<Value, Wazu
 
 fn worker_status(worker: &WorkerStatus) -> Value {
     let s = &worker.sync;
+    let g = &worker.groups;
     json!({
         "sync_integrity_free": s.free,
         "last_check_integrity": {"date_start_master": date(s.check_start), "date_end_master": date(s.check_end)},
@@ -193,8 +196,10 @@ fn worker_status(worker: &WorkerStatus) -> Value {
                                                 "extra": s.counts.extra, "extra_valid": s.counts.extra_valid}},
         "sync_agent_info_free": true,
         "last_sync_agentinfo": {"date_start_master": "n/a", "date_end_master": "n/a", "n_synced_chunks": 0},
-        "last_sync_agentgroup": {"date_start": "n/a", "date_end": "n/a", "n_synced_chunks": 0},
-        "last_sync_full_agentgroup": {"date_start": "n/a", "date_end": "n/a", "n_synced_chunks": 0},
+        "last_sync_agentgroup": {"date_start": date(g.periodic.date_start), "date_end": date(g.periodic.date_end),
+                                 "n_synced_chunks": g.periodic.n_synced_chunks},
+        "last_sync_full_agentgroup": {"date_start": date(g.full.date_start), "date_end": date(g.full.date_end),
+                                      "n_synced_chunks": g.full.n_synced_chunks},
         "last_keep_alive": wazuh_date(worker.last_keep_alive),
     })
 }
@@ -212,6 +217,7 @@ mod tests {
             worker: Some(WorkerStatus {
                 last_keep_alive: SystemTime::UNIX_EPOCH,
                 sync: SyncHealth::default(),
+                groups: GroupsHealth::default(),
             }),
         };
         vec![

@@ -37,6 +37,12 @@ pub(crate) fn run(env: &AgentEnv, job: AgentJob) -> Result<AgentOutcome, String>
         AgentJob::InfoRead => info::read(env),
         AgentJob::InfoApply { worker, payload } => info::apply(env, &worker, &payload),
         AgentJob::GroupsCollect { full } => groups::collect(env, full),
+        AgentJob::GroupsEnvelope {
+            pending,
+            rounds,
+            keys,
+            hash,
+        } => groups::envelope(&pending, &rounds, &keys, hash.as_ref()),
         AgentJob::GroupsApply { payload, full } => groups::apply(env, &payload, full),
         AgentJob::SendSync { requests } => sendsync::forward(env, &requests),
         AgentJob::ListAgents { query } => listing::page(env, &query),
