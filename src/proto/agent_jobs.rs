@@ -11,6 +11,17 @@ use bytes::Bytes;
 /// dropped in favour of a full send once its keys catch up.
 pub const GROUPS_HELD_MAX: usize = 200_000;
 
+/// Most sendsync requests one [`AgentJob::SendSync`] carries: registrations arriving while a batch
+/// runs share the next one (one `client.keys` write each), without one job holding the pool long.
+pub const SENDSYNC_BATCH_MAX: usize = 512;
+
+/// Largest sendsync request accepted (the limit of Wazuh's C helper that sends them).
+pub const SENDSYNC_REQUEST_BYTES_MAX: usize = 1_000_000;
+
+/// The connection statuses an agent can have (wazuh-db's `connection_status`), which the agent
+/// listing filters on.
+pub const AGENT_STATUSES: [&str; 4] = ["active", "disconnected", "never_connected", "pending"];
+
 /// Database and daemon work; each runs on the pool's agent threads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentJob {
@@ -37,8 +48,14 @@ pub enum AgentJob {
     /// Master: forward sendsync requests (`{"daemon_name", "message"}` JSON) to their daemons, in
     /// order, as one batch (registrations share one `client.keys` write).
     SendSync { requests: Vec<Bytes> },
-    /// Master: one page of the agent listing for `cluster_control -a`; `query` is the request JSON.
-    ListAgents { query: Bytes },
+    /// Master: one page of the agent listing for `cluster_control -a` (`get_agents`), rows in id
+    /// order; `None` filters select every node or status.
+    ListAgents {
+        offset: u64,
+        limit: u64,
+        nodes: Option<Vec<String>>,
+        statuses: Option<Vec<String>>,
+    },
     /// Master: active agents per node, for `get_health`.
     CountActive,
 }

@@ -16,6 +16,8 @@ pub(super) struct NodeEntry {
     pub node_type: &'static str,
     pub version: String,
     pub ip: String,
+    /// Agents reported active on this node (0 until counted).
+    pub active_agents: u64,
     /// Present for workers.
     pub worker: Option<WorkerStatus>,
 }
@@ -173,7 +175,7 @@ pub(super) fn health(entries: &[NodeEntry], filter: &[u8]) -> Result<Value, Wazu
         node.insert(
             "info".into(),
             json!({"name": entry.name, "type": entry.node_type, "version": entry.version, "ip": entry.ip,
-                   "n_active_agents": 0}),
+                   "n_active_agents": entry.active_agents}),
         );
         if let Some(worker) = &entry.worker {
             connected += 1;
@@ -214,6 +216,7 @@ mod tests {
             node_type: "worker",
             version: "4.3.11".into(),
             ip: ip.into(),
+            active_agents: 0,
             worker: Some(WorkerStatus {
                 last_keep_alive: SystemTime::UNIX_EPOCH,
                 sync: SyncHealth::default(),
@@ -226,6 +229,7 @@ mod tests {
                 node_type: "master",
                 version: "4.3.11".into(),
                 ip: "10.0.0.1".into(),
+                active_agents: 7,
                 worker: None,
             },
             worker("worker2", "10.0.0.3"),
@@ -268,6 +272,8 @@ mod tests {
         let all = health(&entries(), b"null").unwrap();
         assert_eq!(all["n_connected_nodes"], 2);
         assert!(all["nodes"]["master"].get("status").is_none());
+        assert_eq!(all["nodes"]["master"]["info"]["n_active_agents"], 7);
+        assert_eq!(all["nodes"]["worker1"]["info"]["n_active_agents"], 0);
         assert_eq!(
             all["nodes"]["worker1"]["status"]["last_keep_alive"],
             "1970-01-01T00:00:00.000000Z"

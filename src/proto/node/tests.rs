@@ -194,14 +194,15 @@ impl Sim {
                 }
             }
             Output::Send { conn, frames } => {
-                if from.is_some_and(|i| self.muted.contains(&i)) {
-                    return;
-                }
                 let Some(to) = self.peer_of.get(&end(conn)).copied() else {
                     self.unrouted
                         .extend(frames.into_iter().map(|f| (from, conn, f)));
                     return;
                 };
+                // Muting silences the link only: local clients still hear from the node.
+                if from.is_some_and(|i| self.muted.contains(&i)) {
+                    return;
+                }
                 for f in frames {
                     match to {
                         End::Master(c) => self.master().receive(c, &f, now),
@@ -688,3 +689,4 @@ fn a_worker_that_drops_mid_transfer_frees_its_lock_and_syncs_after_reconnecting(
 }
 
 mod groups;
+mod sendsync;

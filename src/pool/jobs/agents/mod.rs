@@ -45,7 +45,12 @@ pub(crate) fn run(env: &AgentEnv, job: AgentJob) -> Result<AgentOutcome, String>
         } => groups::envelope(&pending, &rounds, &keys, hash.as_ref()),
         AgentJob::GroupsApply { payload, full } => groups::apply(env, &payload, full),
         AgentJob::SendSync { requests } => sendsync::forward(env, &requests),
-        AgentJob::ListAgents { query } => listing::page(env, &query),
+        AgentJob::ListAgents {
+            offset,
+            limit,
+            nodes,
+            statuses,
+        } => listing::page(env, offset, limit, nodes.as_deref(), statuses.as_deref()),
         AgentJob::CountActive => listing::count_active(env),
     }
 }
