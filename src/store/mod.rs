@@ -7,12 +7,16 @@
 //! the other.
 //!
 //! - [`wire`]: the classic socket framing (length prefix, `<status> <payload>` replies);
-//! - [`embedded`]: [`EmbeddedDb`], the SQLite implementation.
+//! - [`embedded`]: [`EmbeddedDb`], the SQLite implementation;
+//! - [`registration`]: agent registration on the master ([`Registrar`]) and the routing of
+//!   daemon requests forwarded by workers ([`DaemonRouter`]).
 
 pub mod embedded;
+pub mod registration;
 pub mod wire;
 
 pub use embedded::EmbeddedDb;
+pub use registration::{DaemonRouter, Registrar};
 
 use std::fmt;
 
