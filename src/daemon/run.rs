@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use compio::net::{TcpListener, UnixListener};
 use futures_util::future::{select, Either};
@@ -10,9 +11,10 @@ use serde_json::json;
 use super::pidfile::PidFile;
 use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
 use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
-use crate::pool::{AgentEnv, ApplyPolicy, PoolRunner, SyncEnv};
+use crate::pool::{AgentEnv, ApplyPolicy, DaemonForwarder, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
 use crate::proto::node::{AgentSettings, Node, NodeSettings, Now, SyncSettings, Timers};
+use crate::store::{DaemonRouter, Registrar};
 use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
 use crate::transport::event_loop::{job_channel, EventLoop, LoopLimits};
 use crate::{clog_error, clog_info, clog_warn};
@@ -47,6 +49,8 @@ pub enum DaemonError {
     Key(#[from] crate::proto::crypto::CryptoError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Registration(#[from] crate::store::registration::RegistrationError),
 }
 
 fn driver_choice(choice: IoDriverChoice) -> DriverChoice {
@@ -215,11 +219,23 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
     clog_info!(tag, "Main", "Worker pool of {} threads.", runner.threads());
     let agent_db = crate::store::open(&config.home, !is_master)?;
     clog_info!(tag, "Main", "Agent database: {}.", agent_db.backend);
+    // The master answers daemon requests forwarded by workers (registrations above all); the
+    // embedded registration service stands in for authd whenever its socket does not answer.
+    let daemons: Option<Arc<dyn DaemonForwarder>> = if is_master {
+        let registrar = Registrar::open(&config.home, agent_db.db.clone())?;
+        Some(Arc::new(DaemonRouter::new(
+            config.home.clone(),
+            agent_db.db.clone(),
+            Some(registrar),
+        )))
+    } else {
+        None
+    };
     let runner = runner
         .with_agents(
             AgentEnv {
                 db: agent_db.db.clone(),
-                daemons: None,
+                daemons,
                 dialect: config.dialect,
                 node_name: config.cluster.node_name.clone(),
                 home: config.home.clone(),

@@ -54,3 +54,9 @@ pub(crate) fn run(env: &AgentEnv, job: AgentJob) -> Result<AgentOutcome, String>
         AgentJob::CountActive => listing::count_active(env),
     }
 }
+
+impl DaemonForwarder for crate::store::DaemonRouter {
+    fn forward_batch(&self, requests: &[Vec<u8>]) -> Vec<Result<String, String>> {
+        crate::store::DaemonRouter::forward_batch(self, requests)
+    }
+}
