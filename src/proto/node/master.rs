@@ -472,9 +472,9 @@ impl Master {
         }];
         entries.extend(
             self.workers
-                .values()
-                .filter(|w| w.accepted)
-                .map(|w| NodeEntry {
+                .iter()
+                .filter(|(_, w)| w.accepted)
+                .map(|(conn, w)| NodeEntry {
                     name: w.name.clone().unwrap_or_default(),
                     node_type: "worker",
                     version: w.version.clone(),
@@ -482,6 +482,7 @@ impl Master {
                     worker: Some(WorkerStatus {
                         last_keep_alive: w.last_keepalive_wall,
                         sync: w.sync.health(),
+                        agent_info: self.agent_info.health(*conn),
                     }),
                 }),
         );

@@ -76,6 +76,9 @@ struct Sim {
     extra_valid_received: usize,
     /// Each node's agent database (in memory), created on first use.
     agent_envs: HashMap<Option<usize>, crate::pool::AgentEnv>,
+    /// Nodes whose agent jobs wait in `held` instead of running, to catch a flow mid-round.
+    hold_agent_jobs: Vec<Option<usize>>,
+    held: Vec<(Option<usize>, JobId, AgentJob)>,
 }
 
 impl Sim {
@@ -102,6 +105,8 @@ impl Sim {
             compared: HashMap::new(),
             extra_valid_received: 0,
             agent_envs: HashMap::new(),
+            hold_agent_jobs: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -207,6 +212,10 @@ impl Sim {
                 let data = data.ok_or_else(|| format!("{rel} not found"));
                 self.node(from).chunk_read(conn, data, now);
             }
+            Output::Job {
+                id,
+                job: Job::Agents(job),
+            } if self.hold_agent_jobs.contains(&from) => self.held.push((from, id, job)),
             Output::Job { id, job } => {
                 let result = self.run_job(from, job);
                 self.node(from).job_done(id, result, now);
@@ -352,6 +361,16 @@ impl Sim {
         crate::pool::jobs::agents::run(env, job).map(crate::proto::jobs::JobOutcome::Agents)
     }
 
+    /// Runs the held agent jobs now and reports their results.
+    fn release_held(&mut self) {
+        let now = self.now();
+        for (on, id, job) in std::mem::take(&mut self.held) {
+            let result = self.agent_job(on, job);
+            self.node(on).job_done(id, result, now);
+        }
+        self.settle();
+    }
+
     /// Advances the virtual clock in small steps, ticking every node.
     fn run_for(&mut self, d: Duration) {
         let step = Duration::from_millis(100);
@@ -446,7 +465,7 @@ impl Sim {
 use crate::config::Dialect;
 use crate::proto::connection::{Connection, Event};
 use crate::proto::crypto::Cipher;
-use crate::proto::jobs::{AgentJob, Job, JobResult};
+use crate::proto::jobs::{AgentJob, Job, JobId, JobResult};
 
 fn good(name: &str) -> NodeSettings {
     settings(name, false, "wazuh", "4.3.11", KEY)
@@ -642,3 +661,5 @@ fn a_worker_that_drops_mid_transfer_frees_its_lock_and_syncs_after_reconnecting(
     assert_eq!(sim.applied.get("w1"), Some(&1));
     assert!(sim.compared["w1"].1 >= 1);
 }
+
+mod agent_info;
