@@ -16,6 +16,10 @@ use crate::proto::jobs::AgentOutcome;
 use crate::store::{WazuhDb, WdbStatus, MAX_PAYLOAD};
 use crate::sync::pyjson;
 
+mod master;
+
+pub(super) use master::apply;
+
 const SYNC_PATH: &str = "/v1/agents/sync";
 const SET_COMMAND: &str = "global sync-agent-info-set";
 /// 4.3.11 sends the trailing space and nothing else.
@@ -60,8 +64,6 @@ impl Kind {
 fn record_id(record: &Value) -> Option<i64> {
     record.get("id").and_then(Value::as_i64)
 }
-
-pub(super) use master::apply;
 
 /// Worker: reads the pending agents and builds the string `syn_a_w_m` carries, `carry` first.
 pub(super) fn read(env: &AgentEnv, carry: Option<&[u8]>) -> Result<AgentOutcome, String> {
@@ -324,8 +326,6 @@ fn excerpt(body: &[u8]) -> String {
         None => text.into_owned(),
     }
 }
-
-mod master;
 
 #[cfg(test)]
 mod tests;
