@@ -22,7 +22,7 @@ struct Args {
     /// Cluster health; `-i more` for details.
     #[arg(short = 'i', long = "health", num_args = 0..=1, default_missing_value = "")]
     health: Option<String>,
-    /// List agents (agent listing needs the agent database).
+    /// List agents (from the master's agent database; on a worker, through the master).
     #[arg(short = 'a', long = "list-agents")]
     agents: bool,
     /// Filter by node name (-fn).
@@ -60,7 +60,52 @@ fn connect(home: &Path, timeout: u64) -> Result<LocalClient, ExitCode> {
         .map_err(|e| fail(format!("Cluster is not running ({e}).")))
 }
 
+/// Agents asked for per `get_agents` request (the most a node answers at once).
+const AGENTS_PER_REQUEST: u64 = 1000;
+
+/// Requests at most for one listing: 100 million agents.
+const AGENT_PAGES_MAX: usize = 100_000;
+
+/// `-a`: every agent, read page after page so that each request answers well within its timeout.
+fn print_agents(client: &mut LocalClient, args: &Args) -> Result<(), ExitCode> {
+    let list = |names: &Vec<String>| {
+        if names.is_empty() {
+            serde_json::Value::Null
+        } else {
+            json!(names)
+        }
+    };
+    let (filter_node, filter_status) = (list(&args.filter_node), list(&args.filter_status));
+    let mut items = Vec::new();
+    for _ in 0..AGENT_PAGES_MAX {
+        let request = json!({"offset": items.len(), "limit": AGENTS_PER_REQUEST,
+                             "filter_node": filter_node, "filter_status": filter_status});
+        let page = client
+            .call_json("get_agents", request.to_string().as_bytes())
+            .map_err(|e| match e {
+                ControlError::Remote(err) => fail(err),
+                other => fail(other),
+            })?;
+        let (Some(total), Some(rows)) = (page["totalItems"].as_u64(), page["items"].as_array())
+        else {
+            return Err(fail(format!("unexpected get_agents answer: {page}")));
+        };
+        if rows.is_empty() {
+            break;
+        }
+        items.extend(rows.iter().cloned());
+        if items.len() as u64 >= total {
+            break;
+        }
+    }
+    print!("{}", format::agents_table(&items));
+    Ok(())
+}
+
 fn run(args: Args) -> Result<(), ExitCode> {
+    if !args.filter_status.is_empty() && !args.agents {
+        return Err(fail("Wrong arguments."));
+    }
     let mut client = connect(&args.home, args.timeout)?;
     let filter = if args.filter_node.is_empty() {
         serde_json::Value::Null
@@ -108,9 +153,7 @@ fn run(args: Args) -> Result<(), ExitCode> {
         return Ok(());
     }
     if args.agents {
-        return Err(fail(
-            "Listing agents needs the agent database, which this node does not serve yet.",
-        ));
+        return print_agents(&mut client, &args);
     }
     Err(fail("Nothing to do: use -l, -i or -a (see --help)."))
 }

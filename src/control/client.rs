@@ -1,6 +1,7 @@
 //! A blocking client of the local socket `queue/cluster/c-internal.sock`, as `cluster_control` and the
-//! API use it. On a worker, `get_nodes` and `get_health` are relayed to the master: the first answer is
-//! `Sent request to master node`, the result arrives later as a `control_res` request.
+//! API use it. On a worker, `get_nodes`, `get_health` and `get_agents` are relayed to the master: the
+//! first answer is `Sent request to master node`, the result arrives later as a `control_res` request.
+//! A `sendsync` gets no answer of its own: its outcome arrives as a request `ok` or `err`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -115,6 +116,16 @@ impl LocalClient {
                         payload,
                     } => {
                         self.conn.reply(counter, "ok", b"Response received")?;
+                        outcome = Some(Ok(payload));
+                    }
+                    // The outcome of a `sendsync`: the daemon's answer as a new request.
+                    Event::Request {
+                        counter,
+                        command: Command::Ok,
+                        payload,
+                    } => {
+                        self.conn
+                            .reply(counter, "ok", b"Sendsync response received")?;
                         outcome = Some(Ok(payload));
                     }
                     Event::Request {

@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use compio::net::{TcpListener, UnixListener};
 use futures_util::future::{select, Either};
@@ -10,9 +11,10 @@ use serde_json::json;
 use super::pidfile::PidFile;
 use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
 use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
-use crate::pool::{ApplyPolicy, PoolRunner, SyncEnv};
+use crate::pool::{AgentEnv, ApplyPolicy, DaemonForwarder, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
 use crate::proto::node::{AgentSettings, Node, NodeSettings, Now, SyncSettings, Timers};
+use crate::store::{DaemonRouter, Registrar};
 use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
 use crate::transport::event_loop::{job_channel, EventLoop, LoopLimits};
 use crate::{clog_error, clog_info, clog_warn};
@@ -45,6 +47,10 @@ pub enum DaemonError {
     },
     #[error("invalid cluster key: {0}")]
     Key(#[from] crate::proto::crypto::CryptoError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Registration(#[from] crate::store::registration::RegistrationError),
 }
 
 fn driver_choice(choice: IoDriverChoice) -> DriverChoice {
@@ -109,6 +115,10 @@ fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
 
 /// Jobs waiting for a pool thread; past this the engine is told the pool is busy.
 const JOB_QUEUE_MAX: usize = 4096;
+
+/// Threads for agent-database jobs: the database serialises writes anyway, and two let a slow
+/// listing run beside a sync.
+const AGENT_THREADS: usize = 2;
 
 /// What the pool's jobs need to know about this node.
 fn sync_env(config: &Config) -> SyncEnv {
@@ -207,6 +217,36 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
         source,
     })?;
     clog_info!(tag, "Main", "Worker pool of {} threads.", runner.threads());
+    let agent_db = crate::store::open(&config.home, !is_master)?;
+    clog_info!(tag, "Main", "Agent database: {}.", agent_db.backend);
+    // The master answers daemon requests forwarded by workers (registrations above all); the
+    // embedded registration service stands in for authd whenever its socket does not answer.
+    let daemons: Option<Arc<dyn DaemonForwarder>> = if is_master {
+        let registrar = Registrar::open(&config.home, agent_db.db.clone())?;
+        Some(Arc::new(DaemonRouter::new(
+            config.home.clone(),
+            agent_db.db.clone(),
+            Some(registrar),
+        )))
+    } else {
+        None
+    };
+    let runner = runner
+        .with_agents(
+            AgentEnv {
+                db: agent_db.db.clone(),
+                daemons,
+                dialect: config.dialect,
+                node_name: config.cluster.node_name.clone(),
+                home: config.home.clone(),
+            },
+            AGENT_THREADS,
+            JOB_QUEUE_MAX,
+        )
+        .map_err(|source| DaemonError::Prepare {
+            path: config.home.clone(),
+            source,
+        })?;
     let event_loop = EventLoop::new(
         node,
         Box::new(runner),
@@ -260,6 +300,7 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
         ),
     }
     event_loop.shutdown().await;
+    agent_db.stop();
     let _ = std::fs::remove_file(&socket_path);
     clog_info!(tag, "Main", "Stopped.");
     Ok(())

@@ -4,6 +4,7 @@
 //! single spaces. Lines starting with `#` or a space are ignored; a name starting with `!` or `#` marks
 //! an agent that was removed but whose id stays reserved.
 
+use std::collections::BTreeSet;
 use std::io::{self, BufRead};
 
 /// Agents declared in a `client.keys` stream (removed agents and malformed lines not counted).
@@ -15,6 +16,19 @@ pub(crate) fn count_agents(reader: impl BufRead) -> io::Result<usize> {
         }
     }
     Ok(agents)
+}
+
+/// The ids of the agents declared in a `client.keys` content (removed agents and malformed lines
+/// left out).
+pub(crate) fn agent_ids(content: &[u8]) -> BTreeSet<u32> {
+    content
+        .split(|b| *b == b'\n')
+        .filter(|line| is_agent(line))
+        .filter_map(|line| {
+            let id = line.split(|b| *b == b' ').next()?;
+            std::str::from_utf8(id).ok()?.parse().ok()
+        })
+        .collect()
 }
 
 fn is_agent(line: &[u8]) -> bool {
@@ -53,6 +67,11 @@ mod tests {
                      008 agent8 any 8888";
         assert_eq!(count_agents(&keys[..]).unwrap(), 2 + 1);
         assert_eq!(count_agents(&b""[..]).unwrap(), 0);
+        assert_eq!(agent_ids(keys), BTreeSet::from([1, 5, 8]));
+        assert_eq!(
+            agent_ids(b"99999999999 big any k\n010 a any k\r\n"),
+            BTreeSet::from([10])
+        );
     }
 
     #[test]

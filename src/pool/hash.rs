@@ -69,6 +69,14 @@ pub(crate) fn hash_open_file(file: &File, len: u64, kind: HashKind) -> io::Resul
     }
 }
 
+/// The lowercase hex digest of bytes already in memory (the same digest [`hash_file`] gives).
+pub(crate) fn hash_bytes(bytes: &[u8], kind: HashKind) -> String {
+    match kind {
+        HashKind::Md5 => to_hex(&Md5::digest(bytes)),
+        HashKind::Blake2b512 => to_hex(&Blake2b512::digest(bytes)),
+    }
+}
+
 fn digest_file<D: Digest>(file: &File, len: u64) -> io::Result<String> {
     let mut hasher = D::new();
     // A mapping of zero bytes is refused by the kernel, so empty and small files are read.

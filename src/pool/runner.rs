@@ -44,6 +44,9 @@ pub(super) struct Shared {
     pub(super) master_cache: Mutex<IntegrityCache>,
     /// Cache of this node's own metadata (what a worker sends).
     pub(super) own_cache: Mutex<IntegrityCache>,
+    /// Digest of the `client.keys` content whose agents the master last reported (outer `None`:
+    /// none reported yet), so the file is parsed only when it changes.
+    pub(super) client_keys_read: Mutex<Option<Option<String>>>,
 }
 
 /// The pool, fed with engine jobs.
@@ -70,6 +73,7 @@ impl PoolRunner {
             snapshot: RwLock::new(Arc::new(Metadata::new())),
             master_cache: Mutex::new(IntegrityCache::default()),
             own_cache: Mutex::new(IntegrityCache::default()),
+            client_keys_read: Mutex::new(None),
         });
         Ok(PoolRunner {
             pool,

@@ -2,7 +2,25 @@
 //! Plain data like every job: the engine never touches the database, so a slow wazuh-db or a
 //! 50,000-agent payload never stalls the event loop.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use bytes::Bytes;
+
+/// Records held back for one worker (agents whose key it does not hold yet) before they are
+/// dropped in favour of a full send once its keys catch up.
+pub const GROUPS_HELD_MAX: usize = 200_000;
+
+/// Most sendsync requests one [`AgentJob::SendSync`] carries: registrations arriving while a batch
+/// runs share the next one (one `client.keys` write each), without one job holding the pool long.
+pub const SENDSYNC_BATCH_MAX: usize = 512;
+
+/// Largest sendsync request accepted (the limit of Wazuh's C helper that sends them).
+pub const SENDSYNC_REQUEST_BYTES_MAX: usize = 1_000_000;
+
+/// The connection statuses an agent can have (wazuh-db's `connection_status`), which the agent
+/// listing filters on.
+pub const AGENT_STATUSES: [&str; 4] = ["active", "disconnected", "never_connected", "pending"];
 
 /// Database and daemon work; each runs on the pool's agent threads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,13 +33,29 @@ pub enum AgentJob {
     InfoApply { worker: String, payload: Bytes },
     /// Master: collect agent-group changes (`full`: every agent) for the `Agent-groups send` tasks.
     GroupsCollect { full: bool },
+    /// Master: one worker's `Agent-groups send` string. `pending` (records held back earlier) then
+    /// `rounds` (oldest first) are merged, the latest record of an agent winning; records of agents
+    /// in `keys` (the agents whose key the worker holds) are sent, the others held back again.
+    /// `hash` ends the last chunk (`None`: no `hash` key, as in full sends).
+    GroupsEnvelope {
+        pending: Arc<Vec<GroupRecord>>,
+        rounds: Vec<Arc<Vec<GroupRecord>>>,
+        keys: Arc<BTreeSet<u32>>,
+        hash: Option<GroupsHash>,
+    },
     /// Worker: apply an agent-groups string from the master (`full`: the `_c` variant).
     GroupsApply { payload: Bytes, full: bool },
     /// Master: forward sendsync requests (`{"daemon_name", "message"}` JSON) to their daemons, in
     /// order, as one batch (registrations share one `client.keys` write).
     SendSync { requests: Vec<Bytes> },
-    /// Master: one page of the agent listing for `cluster_control -a`; `query` is the request JSON.
-    ListAgents { query: Bytes },
+    /// Master: one page of the agent listing for `cluster_control -a` (`get_agents`), rows in id
+    /// order; `None` filters select every node or status.
+    ListAgents {
+        offset: u64,
+        limit: u64,
+        nodes: Option<Vec<String>>,
+        statuses: Option<Vec<String>>,
+    },
     /// Master: active agents per node, for `get_health`.
     CountActive,
 }
@@ -41,13 +75,32 @@ pub enum AgentOutcome {
         stale_skipped: usize,
         failure: Option<String>,
     },
-    /// The chunks of one agent-groups round (each a JSON array string as wazuh-db returns it).
-    GroupsCollected { chunks: Vec<String> },
+    /// The records of one agent-groups round, in id order, and the global hash it ended with
+    /// (`None` when not asked for or not obtained). `error`: the database failed part-way; the
+    /// records read before are still there (the periodic read already marked them synced).
+    GroupsCollected {
+        records: Arc<Vec<GroupRecord>>,
+        hash: Option<GroupsHash>,
+        warnings: Vec<String>,
+        error: Option<String>,
+    },
+    /// One worker's string (`None`: nothing to send), its chunk count, the records it carries
+    /// (`sent`, given back to the pending ones if the send fails) and those held back. `overflow`:
+    /// more records were held back than allowed, and they were dropped.
+    GroupsEnvelope {
+        payload: Option<Bytes>,
+        chunks: usize,
+        sent: Arc<Vec<GroupRecord>>,
+        held: Arc<Vec<GroupRecord>>,
+        overflow: bool,
+    },
     /// The result `syn_w_g_e`/`syn_wgc_e` carries, and the checksum comparison (`None`: not made).
     GroupsApplied {
         updated_chunks: usize,
         error_messages: Vec<String>,
         checksum_matches: Option<bool>,
+        /// Failures that do not fail the update (recalculating the hashes after a full send).
+        warnings: Vec<String>,
     },
     /// One answer per request, in order: the daemon's answer text, or the error text for `sendsyn_err`.
     SendSync {
@@ -58,3 +111,15 @@ pub enum AgentOutcome {
     /// `(node name, active agents)` pairs.
     ActiveAgents { per_node: Vec<(String, u64)> },
 }
+
+/// One agent's group assignment as wazuh-db's `sync-agent-groups-get` returns it: the compact JSON
+/// object `{"id","name","groups"}` and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: u32,
+    pub json: Bytes,
+}
+
+/// The global agent-groups hash as a round ends it: 40 hex characters, or `None` for `null` (no
+/// agent has groups).
+pub type GroupsHash = Option<String>;

@@ -78,6 +78,7 @@ commands! {
     SendSynRes => "sendsyn_res",
     SendSynErr => "sendsyn_err",
     SendRReload => "sendrreload",
+    GetAgents => "get_agents",
 }
 
 impl std::fmt::Display for Command {

@@ -1,6 +1,9 @@
 //! Work the engine hands to the worker pool, and what comes back: plain data only (paths relative to
 //! the install root, counts, messages), so the engine stays IO-free and a result can be replayed.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 pub use super::agent_jobs::{AgentJob, AgentOutcome};
 
 /// Identifies a job; unique per node.
@@ -65,6 +68,10 @@ pub enum JobOutcome {
     LocalIntegrity {
         files: usize,
         hashed: usize,
+        /// Digest of `etc/client.keys` in the snapshot (`None`: the master has no such file).
+        client_keys: Option<String>,
+        /// Set when that digest changed since the previous snapshot (and on the first one).
+        agent_keys: Option<AgentKeys>,
     },
     WorkerPackage {
         files: usize,
@@ -75,6 +82,8 @@ pub enum JobOutcome {
         counts: SyncCounts,
         package: Option<Package>,
         warnings: Vec<String>,
+        /// Digest of the worker's `etc/client.keys` in its metadata (`None`: it has none).
+        worker_client_keys: Option<String>,
     },
     Apply {
         created: usize,
@@ -92,6 +101,15 @@ pub enum JobOutcome {
     },
     Removed,
     Agents(AgentOutcome),
+}
+
+/// The agents holding a key in one `etc/client.keys` content: what a worker holding that file can
+/// authenticate, and so the agents whose groups it may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentKeys {
+    /// Digest of the exact bytes the ids were read from (`None`: no file, no agents).
+    pub digest: Option<String>,
+    pub ids: Arc<BTreeSet<u32>>,
 }
 
 /// A job's result; the error is a sentence for the logs.

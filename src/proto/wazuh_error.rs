@@ -26,9 +26,17 @@ impl WazuhError {
     pub fn message(&self) -> &'static str {
         match self.code {
             1000 => "Wazuh Internal Error",
+            1013 => "Unable to connect with socket",
+            1014 => "Error communicating with socket",
+            1400 => "Invalid offset",
+            1401 => "Invalid limit",
+            1405 => "Specified limit exceeds maximum allowed",
+            1406 => "0 is not a valid limit",
+            1407 => "Query does not match expected format",
             1724 => "Not a valid select field",
             1728 => "Invalid type",
             1730 => "Node does not exist",
+            2007 => "Error retrieving data from Wazuh DB",
             3000 => "Cluster",
             3001 => "Error creating zip file",
             3007 => "Client.keys file received in master node",
@@ -68,7 +76,7 @@ impl WazuhError {
 
     fn class(&self) -> &'static str {
         match self.code {
-            1000 => "WazuhInternalError",
+            1000 | 1013 | 1014 | 2007 => "WazuhInternalError",
             3000..=3999 => "WazuhClusterError",
             _ => "WazuhError",
         }
@@ -76,7 +84,7 @@ impl WazuhError {
 
     fn title(&self) -> &'static str {
         match self.code {
-            1000 => "Wazuh Internal Error",
+            1000 | 1013 | 1014 | 2007 => "Wazuh Internal Error",
             3000..=3999 => "Wazuh Cluster Error",
             _ => "Bad Request",
         }

@@ -12,10 +12,13 @@
 //! - [`server`]: [`WdbServer`], which serves any [`WazuhDb`] on a socket framed like wazuh-db's;
 //! - [`paging`]: [`query_ok`] and [`query_pages`], the reply handling every caller shares;
 //! - [`backend`]: [`open`], the choice between a running wazuh-db and the embedded database.
+//! - [`registration`]: agent registration on the master ([`Registrar`]) and the routing of
+//!   daemon requests forwarded by workers ([`DaemonRouter`]).
 
 pub mod backend;
 pub mod embedded;
 pub mod paging;
+pub mod registration;
 pub mod server;
 pub mod socket;
 mod unix;
@@ -24,6 +27,7 @@ pub mod wire;
 pub use backend::{open, AgentDb, Backend};
 pub use embedded::EmbeddedDb;
 pub use paging::{query_ok, query_pages, DbError};
+pub use registration::{DaemonRouter, Registrar};
 pub use server::{ServerLimits, WdbServer};
 pub use socket::WdbSocket;
 

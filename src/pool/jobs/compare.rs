@@ -26,6 +26,8 @@ pub(crate) fn compare(
     let unpacked = unpack(env.dialect, &received, env.max_zip_size, &mut MetadataOnly);
     remove_transfer(&env.home, rel)?;
     let theirs = metadata::parse(&unpacked?.metadata, env.hash()).map_err(|e| e.to_string())?;
+    // Which agents the worker can authenticate: its agent groups are limited to them.
+    let worker_client_keys = theirs.get("etc/client.keys").map(|m| m.digest.clone());
     let ours = shared
         .snapshot
         .read()
@@ -39,6 +41,7 @@ pub(crate) fn compare(
             counts: SyncCounts::default(),
             package: None,
             warnings: Vec::new(),
+            worker_client_keys,
         });
     }
     let mut warnings = Vec::new();
@@ -60,6 +63,7 @@ pub(crate) fn compare(
         counts,
         package: Some(package?),
         warnings,
+        worker_client_keys,
     })
 }
 

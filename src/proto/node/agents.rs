@@ -59,8 +59,8 @@ impl Master {
                 self.groups_reply(conn, full, command, payload, ctx);
                 None
             }
-            Purpose::SendSync => {
-                self.sendsync_reply(conn, command, payload, ctx);
+            Purpose::SendSync { client } => {
+                self.sendsync_reply(conn, client, command, payload, ctx);
                 None
             }
             other => Some((other, command, payload)),
@@ -79,7 +79,7 @@ impl Master {
                     peer.strings
                         .timed_out(&mut peer.conn, token, ctx.now.mono, timeout)
                 }
-                Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync => {
+                Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync { .. } => {
                     Some(Failed {
                         purpose,
                         command: Command::Err,
@@ -159,8 +159,8 @@ impl Worker {
                 self.groups_reply(full, command, payload, ctx);
                 None
             }
-            Purpose::SendSync => {
-                self.sendsync_reply(command, payload, ctx);
+            Purpose::SendSync { client } => {
+                self.sendsync_reply(client, command, payload, ctx);
                 None
             }
             other => Some((other, command, payload)),
@@ -179,7 +179,7 @@ impl Worker {
                     };
                     self.strings.timed_out(peer, token, ctx.now.mono, timeout)
                 }
-                Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync => {
+                Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync { .. } => {
                     Some(Failed {
                         purpose,
                         command: Command::Err,

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
+use super::groups::GroupsHealth;
 use super::master_sync::SyncHealth;
 use super::wazuh_date;
 use crate::proto::wazuh_error::WazuhError;
@@ -15,6 +16,8 @@ pub(super) struct NodeEntry {
     pub node_type: &'static str,
     pub version: String,
     pub ip: String,
+    /// Agents reported active on this node (0 until counted).
+    pub active_agents: u64,
     /// Present for workers.
     pub worker: Option<WorkerStatus>,
 }
@@ -24,6 +27,7 @@ pub(super) struct NodeEntry {
 pub(super) struct WorkerStatus {
     pub last_keep_alive: SystemTime,
     pub sync: SyncHealth,
+    pub groups: GroupsHealth,
 }
 
 fn date(at: Option<SystemTime>) -> String {
@@ -171,7 +175,7 @@ pub(super) fn health(entries: &[NodeEntry], filter: &[u8]) -> Result<Value, Wazu
         node.insert(
             "info".into(),
             json!({"name": entry.name, "type": entry.node_type, "version": entry.version, "ip": entry.ip,
-                   "n_active_agents": 0}),
+                   "n_active_agents": entry.active_agents}),
         );
         if let Some(worker) = &entry.worker {
             connected += 1;
@@ -184,6 +188,7 @@ pub(super) fn health(entries: &[NodeEntry], filter: &[u8]) -> Result<Value, Wazu
 
 fn worker_status(worker: &WorkerStatus) -> Value {
     let s = &worker.sync;
+    let g = &worker.groups;
     json!({
         "sync_integrity_free": s.free,
         "last_check_integrity": {"date_start_master": date(s.check_start), "date_end_master": date(s.check_end)},
@@ -193,8 +198,10 @@ fn worker_status(worker: &WorkerStatus) -> Value {
                                                 "extra": s.counts.extra, "extra_valid": s.counts.extra_valid}},
         "sync_agent_info_free": true,
         "last_sync_agentinfo": {"date_start_master": "n/a", "date_end_master": "n/a", "n_synced_chunks": 0},
-        "last_sync_agentgroup": {"date_start": "n/a", "date_end": "n/a", "n_synced_chunks": 0},
-        "last_sync_full_agentgroup": {"date_start": "n/a", "date_end": "n/a", "n_synced_chunks": 0},
+        "last_sync_agentgroup": {"date_start": date(g.periodic.date_start), "date_end": date(g.periodic.date_end),
+                                 "n_synced_chunks": g.periodic.n_synced_chunks},
+        "last_sync_full_agentgroup": {"date_start": date(g.full.date_start), "date_end": date(g.full.date_end),
+                                      "n_synced_chunks": g.full.n_synced_chunks},
         "last_keep_alive": wazuh_date(worker.last_keep_alive),
     })
 }
@@ -209,9 +216,11 @@ mod tests {
             node_type: "worker",
             version: "4.3.11".into(),
             ip: ip.into(),
+            active_agents: 0,
             worker: Some(WorkerStatus {
                 last_keep_alive: SystemTime::UNIX_EPOCH,
                 sync: SyncHealth::default(),
+                groups: GroupsHealth::default(),
             }),
         };
         vec![
@@ -220,6 +229,7 @@ mod tests {
                 node_type: "master",
                 version: "4.3.11".into(),
                 ip: "10.0.0.1".into(),
+                active_agents: 7,
                 worker: None,
             },
             worker("worker2", "10.0.0.3"),
@@ -262,6 +272,8 @@ mod tests {
         let all = health(&entries(), b"null").unwrap();
         assert_eq!(all["n_connected_nodes"], 2);
         assert!(all["nodes"]["master"].get("status").is_none());
+        assert_eq!(all["nodes"]["master"]["info"]["n_active_agents"], 7);
+        assert_eq!(all["nodes"]["worker1"]["info"]["n_active_agents"], 0);
         assert_eq!(
             all["nodes"]["worker1"]["status"]["last_keep_alive"],
             "1970-01-01T00:00:00.000000Z"

@@ -44,6 +44,11 @@ impl LocalPeer {
         format!("Local {}", self.client_id)
     }
 
+    /// The id this node gave the client (the `<local client id>` of relayed requests).
+    pub(super) fn client_id(&self) -> u32 {
+        self.client_id
+    }
+
     pub(super) fn log_closed(&self) {
         clog_debug!(
             self.tag(),

@@ -12,7 +12,7 @@ use super::agent_info::MasterAgentInfo;
 use super::groups::MasterGroups;
 use super::listing::{self, NodeEntry, WorkerStatus};
 use super::local::unknown_command;
-use super::local::LocalReply;
+use super::local::{LocalDelivery, LocalReply};
 use super::master_sync::{LocalIntegrity, PeerSync};
 use super::reasons::{master_side, valid_node_name};
 use super::sendsync::MasterSendSync;
@@ -75,6 +75,8 @@ pub(super) struct Master {
     pub(super) sendsync: MasterSendSync,
     /// Answers for local clients, delivered by the node (the master does not own them).
     pub(super) local_replies: Vec<LocalReply>,
+    /// New requests for local clients (sendsync answers), delivered by the node.
+    pub(super) deliveries: Vec<LocalDelivery>,
 }
 
 impl Master {
@@ -89,6 +91,7 @@ impl Master {
             groups: MasterGroups::default(),
             sendsync: MasterSendSync::default(),
             local_replies: Vec::new(),
+            deliveries: Vec::new(),
         }
     }
 
@@ -468,20 +471,23 @@ impl Master {
             node_type: "master",
             version: settings.version.clone(),
             ip: settings.master_host.clone(),
+            active_agents: self.active_agents(&settings.node_name),
             worker: None,
         }];
         entries.extend(
             self.workers
-                .values()
-                .filter(|w| w.accepted)
-                .map(|w| NodeEntry {
+                .iter()
+                .filter(|(_, w)| w.accepted)
+                .map(|(id, w)| NodeEntry {
                     name: w.name.clone().unwrap_or_default(),
                     node_type: "worker",
                     version: w.version.clone(),
                     ip: w.ip.to_string(),
+                    active_agents: self.active_agents(w.name()),
                     worker: Some(WorkerStatus {
                         last_keep_alive: w.last_keepalive_wall,
                         sync: w.sync.health(),
+                        groups: self.groups_health(*id),
                     }),
                 }),
         );

@@ -304,10 +304,12 @@ impl Master {
                 counts,
                 package,
                 warnings,
+                worker_client_keys,
             }) => {
                 for w in warnings {
                     clog_warn!(tag, "Integrity sync", "{w}");
                 }
+                self.groups_worker_keys(conn, worker_client_keys);
                 self.compared(conn, received_files, counts, package, ctx);
             }
             Ok(JobOutcome::ExtraValid { updated, errors }) => {
@@ -350,7 +352,13 @@ impl Master {
     fn local_integrity_done(&mut self, result: JobResult, ctx: &mut Ctx) {
         let started = self.local.job.take().map_or(ctx.now.mono, |(_, at)| at);
         match result {
-            Ok(JobOutcome::LocalIntegrity { files, .. }) => {
+            Ok(JobOutcome::LocalIntegrity {
+                files,
+                client_keys,
+                agent_keys,
+                ..
+            }) => {
+                self.groups_master_keys(client_keys, agent_keys.as_ref());
                 clog_info!(
                     "Master",
                     "Local integrity",

@@ -3,6 +3,7 @@
 //! outputs are [`Output`] values the transport carries out. No IO, no clock, no runtime here.
 
 mod agent_info;
+mod agent_listing;
 mod agents;
 mod groups;
 mod listing;
@@ -108,8 +109,11 @@ enum Purpose {
     AgentGroups {
         full: bool,
     },
-    /// sendsync (§4.4): the master's `sendsyn_res`/`sendsyn_err`, the worker's relayed request.
-    SendSync,
+    /// sendsync (§4.4): the master's `sendsyn_res`/`sendsyn_err`, the worker's relayed request;
+    /// `client` is the worker's id of the local client the request came from.
+    SendSync {
+        client: u32,
+    },
     /// Nothing to do with the reply.
     Ignore,
 }
@@ -181,7 +185,15 @@ impl Node {
     pub fn accept_local(&mut self, now: Now) -> ConnId {
         let id = self.ids.next();
         let conn = self.new_peer_conn(false);
-        let client_id = self.rng.random_range(0..1u32 << 20);
+        // Unique among the connected clients (answers relayed by the master are routed by it); a
+        // few draws suffice while clients use a small part of the 2^20 ids.
+        let mut client_id = self.rng.random_range(0..1u32 << 20);
+        for _ in 0..32 {
+            if !self.locals.values().any(|p| p.client_id() == client_id) {
+                break;
+            }
+            client_id = self.rng.random_range(0..1u32 << 20);
+        }
         self.locals.insert(id, LocalPeer::new(conn, client_id, now));
         id
     }
@@ -240,7 +252,10 @@ impl Node {
         let (deliveries, replies) = match &mut self.role {
             Role::Master(master) => {
                 on_master(master, &mut ctx);
-                (Vec::new(), std::mem::take(&mut master.local_replies))
+                (
+                    std::mem::take(&mut master.deliveries),
+                    std::mem::take(&mut master.local_replies),
+                )
             }
             Role::Worker(worker) => {
                 let mut deliveries = on_worker(worker, &mut ctx);
@@ -272,6 +287,7 @@ impl Node {
         }
         if let Some(peer) = self.locals.remove(&conn) {
             peer.log_closed();
+            self.sendsync_local_closed(conn, peer.client_id());
             return;
         }
         self.with_role(

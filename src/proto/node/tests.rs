@@ -76,6 +76,11 @@ struct Sim {
     extra_valid_received: usize,
     /// Each node's agent database (in memory), created on first use.
     agent_envs: HashMap<Option<usize>, crate::pool::AgentEnv>,
+    /// The agents of each node's `etc/client.keys`, by node name (none: no file).
+    client_keys: HashMap<String, crate::proto::jobs::AgentKeys>,
+    /// Nodes whose agent jobs are held (a slow database) until `release_jobs`.
+    hold_agent_jobs: Vec<Option<usize>>,
+    held_jobs: Vec<(Option<usize>, JobId, Job)>,
 }
 
 impl Sim {
@@ -102,7 +107,34 @@ impl Sim {
             compared: HashMap::new(),
             extra_valid_received: 0,
             agent_envs: HashMap::new(),
+            client_keys: HashMap::new(),
+            hold_agent_jobs: Vec::new(),
+            held_jobs: Vec::new(),
         }
+    }
+
+    /// Runs the held jobs now and delivers their results (`failure`: fails them instead).
+    fn release_jobs(&mut self, failure: Option<&str>) {
+        let now = self.now();
+        for (on, id, job) in std::mem::take(&mut self.held_jobs) {
+            let result = match failure {
+                Some(e) => Err(e.to_string()),
+                None => self.run_job(on, job),
+            };
+            self.node(on).job_done(id, result, now);
+        }
+        self.settle();
+    }
+
+    /// What the fake integrity jobs report of a node's `etc/client.keys`.
+    fn client_keys(&self, node: String) -> crate::proto::jobs::AgentKeys {
+        self.client_keys
+            .get(&node)
+            .cloned()
+            .unwrap_or(crate::proto::jobs::AgentKeys {
+                digest: None,
+                ids: Default::default(),
+            })
     }
 
     fn now(&self) -> Now {
@@ -162,14 +194,15 @@ impl Sim {
                 }
             }
             Output::Send { conn, frames } => {
-                if from.is_some_and(|i| self.muted.contains(&i)) {
-                    return;
-                }
                 let Some(to) = self.peer_of.get(&end(conn)).copied() else {
                     self.unrouted
                         .extend(frames.into_iter().map(|f| (from, conn, f)));
                     return;
                 };
+                // Muting silences the link only: local clients still hear from the node.
+                if from.is_some_and(|i| self.muted.contains(&i)) {
+                    return;
+                }
                 for f in frames {
                     match to {
                         End::Master(c) => self.master().receive(c, &f, now),
@@ -208,6 +241,9 @@ impl Sim {
                 self.node(from).chunk_read(conn, data, now);
             }
             Output::Job { id, job } => {
+                if matches!(job, Job::Agents(_)) && self.hold_agent_jobs.contains(&from) {
+                    return self.held_jobs.push((from, id, job));
+                }
                 let result = self.run_job(from, job);
                 self.node(from).job_done(id, result, now);
             }
@@ -225,10 +261,16 @@ impl Sim {
     fn run_job(&mut self, on: Option<usize>, job: Job) -> JobResult {
         use crate::proto::jobs::{JobOutcome, Package, SyncCounts};
         match job {
-            Job::LocalIntegrity => Ok(JobOutcome::LocalIntegrity {
-                files: 3,
-                hashed: 3,
-            }),
+            Job::LocalIntegrity => {
+                let keys =
+                    self.client_keys(self.master.as_ref().unwrap().settings.node_name.clone());
+                Ok(JobOutcome::LocalIntegrity {
+                    files: 3,
+                    hashed: 3,
+                    client_keys: keys.digest.clone(),
+                    agent_keys: Some(keys),
+                })
+            }
             Job::WorkerPackage { rel } => {
                 self.disk.insert((on, rel.clone()), vec![b'm'; 1000]);
                 Ok(JobOutcome::WorkerPackage {
@@ -247,6 +289,7 @@ impl Sim {
                     Some(1000),
                     "worker package {rel}"
                 );
+                let worker_client_keys = self.client_keys(worker.clone()).digest;
                 let in_sync = self.applied.get(&worker).copied().unwrap_or(0) > 0;
                 let entry = self.compared.entry(worker).or_default();
                 entry.0 += 1;
@@ -257,6 +300,7 @@ impl Sim {
                         counts: SyncCounts::default(),
                         package: None,
                         warnings: vec![],
+                        worker_client_keys,
                     });
                 }
                 self.disk
@@ -276,6 +320,7 @@ impl Sim {
                     counts,
                     package,
                     warnings: vec![],
+                    worker_client_keys,
                 })
             }
             Job::Apply {
@@ -446,7 +491,7 @@ impl Sim {
 use crate::config::Dialect;
 use crate::proto::connection::{Connection, Event};
 use crate::proto::crypto::Cipher;
-use crate::proto::jobs::{AgentJob, Job, JobResult};
+use crate::proto::jobs::{AgentJob, Job, JobId, JobResult};
 
 fn good(name: &str) -> NodeSettings {
     settings(name, false, "wazuh", "4.3.11", KEY)
@@ -642,3 +687,6 @@ fn a_worker_that_drops_mid_transfer_frees_its_lock_and_syncs_after_reconnecting(
     assert_eq!(sim.applied.get("w1"), Some(&1));
     assert!(sim.compared["w1"].1 >= 1);
 }
+
+mod groups;
+mod sendsync;

@@ -37,9 +37,26 @@ pub(crate) fn run(env: &AgentEnv, job: AgentJob) -> Result<AgentOutcome, String>
         AgentJob::InfoRead => info::read(env),
         AgentJob::InfoApply { worker, payload } => info::apply(env, &worker, &payload),
         AgentJob::GroupsCollect { full } => groups::collect(env, full),
+        AgentJob::GroupsEnvelope {
+            pending,
+            rounds,
+            keys,
+            hash,
+        } => groups::envelope(&pending, &rounds, &keys, hash.as_ref()),
         AgentJob::GroupsApply { payload, full } => groups::apply(env, &payload, full),
         AgentJob::SendSync { requests } => sendsync::forward(env, &requests),
-        AgentJob::ListAgents { query } => listing::page(env, &query),
+        AgentJob::ListAgents {
+            offset,
+            limit,
+            nodes,
+            statuses,
+        } => listing::page(env, offset, limit, nodes.as_deref(), statuses.as_deref()),
         AgentJob::CountActive => listing::count_active(env),
+    }
+}
+
+impl DaemonForwarder for crate::store::DaemonRouter {
+    fn forward_batch(&self, requests: &[Vec<u8>]) -> Vec<Result<String, String>> {
+        crate::store::DaemonRouter::forward_batch(self, requests)
     }
 }
