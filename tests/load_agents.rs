@@ -23,9 +23,9 @@ fn fast() -> Value {
     }})
 }
 
-fn start(spec: NodeSpec, home: &Path) -> Daemon {
+fn start(spec: NodeSpec, home: &Path, driver: &str) -> Daemon {
     spec.with_cluster_json(fast()).write(home).unwrap();
-    Daemon::start(Path::new(DAEMON), home, &[]).unwrap()
+    Daemon::start(Path::new(DAEMON), home, &["--io-driver", driver]).unwrap()
 }
 
 /// Runs `cluster-load ARGS` to completion (killed after `limit`); (exit code, stdout, stderr).
@@ -81,14 +81,29 @@ fn count(db: &WdbSocket, sql: &str) -> Option<u64> {
 }
 
 #[test]
-#[ignore = "needs the daemon wiring: sendsync forwarding and the embedded registration service"]
-fn agents_register_through_a_worker_and_report_to_its_database() {
+fn agents_register_through_a_worker_and_report_to_its_database_io_uring() {
+    agents_register_through_a_worker_and_report_to_its_database("io_uring");
+}
+
+#[test]
+fn agents_register_through_a_worker_and_report_to_its_database_epoll() {
+    agents_register_through_a_worker_and_report_to_its_database("epoll");
+}
+
+fn agents_register_through_a_worker_and_report_to_its_database(driver: &str) {
     let root = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let master_home = root.path().join("master");
     let worker_home = root.path().join("worker1");
-    let master = start(NodeSpec::master(port), &master_home);
-    let worker = start(NodeSpec::worker("worker1", port), &worker_home);
+    // A manager has the default group's directory; registration refuses groups without one.
+    std::fs::create_dir_all(master_home.join("etc/shared/default")).unwrap();
+    std::fs::write(
+        master_home.join("etc/shared/default/agent.conf"),
+        "<agent_config>\n</agent_config>\n",
+    )
+    .unwrap();
+    let master = start(NodeSpec::master(port), &master_home, driver);
+    let worker = start(NodeSpec::worker("worker1", port), &worker_home, driver);
     assert!(
         wait_until(Duration::from_secs(30), || listed_nodes(&master_home) == 2),
         "the worker did not connect\n{}\n{}",

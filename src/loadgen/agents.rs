@@ -26,7 +26,7 @@ fn db_threads(options: &AgentsOptions) -> usize {
 
 /// Failures in a row that stop a database phase: the database is gone or refuses everything.
 fn db_failures_max(options: &AgentsOptions) -> usize {
-    2 * db_threads(options)
+    parallel::failures_in_a_row_max(db_threads(options))
 }
 
 fn now_s() -> i64 {
@@ -366,7 +366,7 @@ mod tests {
         let text = connection.failures.describe("connection");
         assert!(text.contains("cannot connect"), "{text}");
         assert!(
-            text.contains("not attempted: stopped after 8 failures in a row"),
+            text.contains("not attempted: stopped after 10 failures in a row"),
             "{text}"
         );
     }

@@ -185,14 +185,26 @@ pub fn run_agents(options: &AgentsOptions, out: &mut dyn Write) -> Result<Summar
     let mut summary = Summary::new(options.count);
     summary.registered = registration.agents.len();
     summary.registration_failures = registration.failures;
+    // Phases with no agent to work on are skipped: their lines would only say nothing happened.
+    if registration.agents.is_empty() {
+        return finish(summary, started, out);
+    }
     let connection = agents::connect_all(options, &node, &registration.agents, out)?;
     summary.connected = connection.connected.len();
     summary.connection_failures = connection.failures;
-    if !options.duration.is_zero() {
+    if !options.duration.is_zero() && !connection.connected.is_empty() {
         let keepalives = agents::keepalive_rounds(options, &node, &connection.connected, out)?;
         summary.keepalives = keepalives.keepalives;
         summary.report_failures = keepalives.failures;
     }
+    finish(summary, started, out)
+}
+
+fn finish(
+    mut summary: Summary,
+    started: Instant,
+    out: &mut dyn Write,
+) -> Result<Summary, LoadError> {
     summary.elapsed = started.elapsed();
     summary.print(out)?;
     Ok(summary)

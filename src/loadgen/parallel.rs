@@ -83,6 +83,13 @@ impl Tally {
     }
 }
 
+/// Failures in a row after which a phase on `threads` threads stops: every thread failed on its
+/// current item with no success in between, so the node, not one agent, is at fault. At least ten,
+/// so that a single connection still gets a few chances.
+pub fn failures_in_a_row_max(threads: usize) -> usize {
+    threads.max(10)
+}
+
 /// What one item came to.
 pub enum Outcome<R> {
     Done(R),

@@ -209,7 +209,7 @@ pub fn register_all(
     };
     let phase = Phase {
         threads: options.concurrency,
-        consecutive_failures_max: 2 * options.concurrency,
+        consecutive_failures_max: parallel::failures_in_a_row_max(options.concurrency),
         progress: Some(&line),
     };
     let indices: Vec<usize> = (1..=total).collect();
