@@ -1,6 +1,7 @@
 //! A scripted stand-in for a node's local socket, for the simulator's tests: it takes `sendsync`
 //! requests, never replies to them, and answers each with the next scripted request (`ok` + an
-//! authd answer, or `err` + an error text), as a worker does once the master answered.
+//! authd answer, or `err` + an error text), as a worker does once the master answered. Any other
+//! request is answered `err`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -68,6 +69,10 @@ pub fn serve(home: &Path, script: Vec<(&'static str, String)>) -> JoinHandle<See
                             .expect("request");
                         }
                     }
+                    // Like a node of another kind: whatever else is asked is unknown here.
+                    Event::Request { counter, .. } => conn
+                        .reply(counter, "err", b"unknown command")
+                        .expect("reply"),
                     Event::Reply {
                         command, payload, ..
                     } => seen.acknowledgements.push(format!(

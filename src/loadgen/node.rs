@@ -166,6 +166,24 @@ mod tests {
     }
 
     #[test]
+    fn a_database_that_does_not_answer_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        NodeSpec::worker("worker1", 1516)
+            .write(dir.path())
+            .expect("home");
+        let node = super::super::fake_node::serve(dir.path(), Vec::new());
+        let error = NodeFacts::discover(dir.path(), Duration::from_secs(2))
+            .expect_err("no database")
+            .to_string();
+        assert!(
+            error.starts_with("the agent database does not answer: "),
+            "{error}"
+        );
+        assert!(error.contains("queue/db/wdb: cannot connect"), "{error}");
+        drop(node.join());
+    }
+
+    #[test]
     fn a_disabled_cluster_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = NodeSpec::worker("worker1", 1516);
