@@ -26,8 +26,10 @@ pub const AGENT_STATUSES: [&str; 4] = ["active", "disconnected", "never_connecte
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentJob {
     /// Worker: read the agents whose status changed since the last read (the database marks them
-    /// synced) and build the string `syn_a_w_m` carries, in this node's dialect.
-    InfoRead,
+    /// synced) and build the string `syn_a_w_m` carries, in this node's dialect. `carry` is the
+    /// string of an earlier round the master never confirmed: its records go first, less those a
+    /// newer record of the same agent supersedes, so a failed round loses nothing.
+    InfoRead { carry: Option<Bytes> },
     /// Master: apply the agent-info string `worker` sent. Records older than what the master holds
     /// for an agent now served by another node are skipped (the stale-report rule).
     InfoApply { worker: String, payload: Bytes },
@@ -63,17 +65,21 @@ pub enum AgentJob {
 /// What a finished agent job reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentOutcome {
-    /// `payload` is `None` when nothing needs syncing; `agents` counts the records read.
+    /// `payload` is `None` when nothing needs syncing; `agents` counts its records. `error`: the
+    /// read failed part-way (4.3 paging); what was read is in `payload` all the same.
     InfoRead {
         payload: Option<Bytes>,
         agents: usize,
+        error: Option<String>,
     },
-    /// The result `syn_m_a_e` carries; `failure` is logged on the master only (as stock masters do).
+    /// The result `syn_m_a_e` carries; `failure` is logged on the master only (as stock masters do),
+    /// and so are `warnings` (e.g. the stale-report check could not run).
     InfoApplied {
         updated_chunks: usize,
         error_messages: Vec<String>,
         stale_skipped: usize,
         failure: Option<String>,
+        warnings: Vec<String>,
     },
     /// The records of one agent-groups round, in id order, and the global hash it ended with
     /// (`None` when not asked for or not obtained). `error`: the database failed part-way; the
@@ -94,6 +100,8 @@ pub enum AgentOutcome {
         held: Arc<Vec<GroupRecord>>,
         overflow: bool,
     },
+    /// The agent-info string is not JSON: the worker hears of it with `syn_m_a_err`.
+    InfoUnreadable { reason: String },
     /// The result `syn_w_g_e`/`syn_wgc_e` carries, and the checksum comparison (`None`: not made).
     GroupsApplied {
         updated_chunks: usize,

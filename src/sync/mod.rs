@@ -6,6 +6,7 @@ pub mod merged;
 pub mod metadata;
 pub mod package;
 pub mod paths;
+pub mod pyjson;
 
 pub use classify::{classify, Classification, ClassifyError, Counts};
 pub use merged::{MergedError, MergedLimits, MergedReader, MergedRecord, MergedWriter};

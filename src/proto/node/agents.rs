@@ -19,8 +19,8 @@ impl Master {
         payload: &[u8],
         ctx: &mut Ctx,
     ) -> Option<Option<(&'static str, Vec<u8>)>> {
-        if let Some(reply) = self.agent_info_request(conn, command, payload, ctx) {
-            return Some(Some(reply));
+        if let Some(reply) = self.agent_info_request(conn, counter, command, payload, ctx) {
+            return Some(reply);
         }
         if let Some(reply) = self.groups_request(conn, command, payload, ctx) {
             return Some(Some(reply));

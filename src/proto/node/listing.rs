@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
+use super::agent_info::AgentInfoHealth;
 use super::groups::GroupsHealth;
 use super::master_sync::SyncHealth;
 use super::wazuh_date;
@@ -28,6 +29,7 @@ pub(super) struct WorkerStatus {
     pub last_keep_alive: SystemTime,
     pub sync: SyncHealth,
     pub groups: GroupsHealth,
+    pub agent_info: AgentInfoHealth,
 }
 
 fn date(at: Option<SystemTime>) -> String {
@@ -196,8 +198,10 @@ fn worker_status(worker: &WorkerStatus) -> Value {
                                 "total_extra_valid": s.counts.extra_valid,
                                 "total_files": {"missing": s.counts.missing, "shared": s.counts.shared,
                                                 "extra": s.counts.extra, "extra_valid": s.counts.extra_valid}},
-        "sync_agent_info_free": true,
-        "last_sync_agentinfo": {"date_start_master": "n/a", "date_end_master": "n/a", "n_synced_chunks": 0},
+        "sync_agent_info_free": !worker.agent_info.busy,
+        "last_sync_agentinfo": {"date_start_master": date(worker.agent_info.start),
+                                "date_end_master": date(worker.agent_info.end),
+                                "n_synced_chunks": worker.agent_info.synced_chunks},
         "last_sync_agentgroup": {"date_start": date(g.periodic.date_start), "date_end": date(g.periodic.date_end),
                                  "n_synced_chunks": g.periodic.n_synced_chunks},
         "last_sync_full_agentgroup": {"date_start": date(g.full.date_start), "date_end": date(g.full.date_end),
@@ -221,6 +225,7 @@ mod tests {
                 last_keep_alive: SystemTime::UNIX_EPOCH,
                 sync: SyncHealth::default(),
                 groups: GroupsHealth::default(),
+                agent_info: AgentInfoHealth::default(),
             }),
         };
         vec![

@@ -488,6 +488,7 @@ impl Master {
                         last_keep_alive: w.last_keepalive_wall,
                         sync: w.sync.health(),
                         groups: self.groups_health(*id),
+                        agent_info: self.agent_info.health(*id),
                     }),
                 }),
         );

@@ -78,7 +78,8 @@ struct Sim {
     agent_envs: HashMap<Option<usize>, crate::pool::AgentEnv>,
     /// The agents of each node's `etc/client.keys`, by node name (none: no file).
     client_keys: HashMap<String, crate::proto::jobs::AgentKeys>,
-    /// Nodes whose agent jobs are held (a slow database) until `release_jobs`.
+    /// Nodes whose agent jobs are held (a slow database, a flow caught mid-round) until
+    /// `release_jobs`.
     hold_agent_jobs: Vec<Option<usize>>,
     held_jobs: Vec<(Option<usize>, JobId, Job)>,
 }
@@ -111,6 +112,31 @@ impl Sim {
             hold_agent_jobs: Vec::new(),
             held_jobs: Vec::new(),
         }
+    }
+
+    /// Held agent jobs of one flow (several flows run at once on a node).
+    fn held_where(&self, flow: fn(&AgentJob) -> bool) -> usize {
+        self.held_jobs
+            .iter()
+            .filter(|(_, _, job)| matches!(job, Job::Agents(j) if flow(j)))
+            .count()
+    }
+
+    /// Held agent-info jobs.
+    fn held_info(&self) -> usize {
+        self.held_where(|j| matches!(j, AgentJob::InfoRead { .. } | AgentJob::InfoApply { .. }))
+    }
+
+    /// Held agent-groups jobs.
+    fn held_groups(&self) -> usize {
+        self.held_where(|j| {
+            matches!(
+                j,
+                AgentJob::GroupsCollect { .. }
+                    | AgentJob::GroupsApply { .. }
+                    | AgentJob::GroupsEnvelope { .. }
+            )
+        })
     }
 
     /// Runs the held jobs now and delivers their results (`failure`: fails them instead).
@@ -688,5 +714,6 @@ fn a_worker_that_drops_mid_transfer_frees_its_lock_and_syncs_after_reconnecting(
     assert!(sim.compared["w1"].1 >= 1);
 }
 
+mod agent_info;
 mod groups;
 mod sendsync;

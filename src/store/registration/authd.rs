@@ -329,13 +329,17 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The group every install has.
+const DEFAULT_GROUP: &str = "default";
+
 /// A key authd can store and read back: 1 to 127 printable ASCII characters without spaces.
 pub fn valid_key(key: &str) -> bool {
     (1..=MAX_KEY).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// authd's group rule: at most 128 groups, each of `A-Z a-z 0-9 _ . -`, not `.` or `..`, and a
-/// directory of that name under `etc/shared/`.
+/// directory of that name under `etc/shared/`. The `default` group is always accepted: every
+/// Wazuh install has it, and a standalone node without `etc/shared/` must still register agents.
 pub fn valid_groups(groups: &[String], shared_dir: &Path) -> bool {
     groups.len() <= MAX_GROUPS
         && groups.iter().all(|group| {
@@ -345,7 +349,7 @@ pub fn valid_groups(groups: &[String], shared_dir: &Path) -> bool {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
                 && group != "."
                 && group != ".."
-                && shared_dir.join(group).is_dir()
+                && (group == DEFAULT_GROUP || shared_dir.join(group).is_dir())
         })
 }
 

@@ -34,7 +34,7 @@ pub struct AgentEnv {
 /// Runs one agent job.
 pub(crate) fn run(env: &AgentEnv, job: AgentJob) -> Result<AgentOutcome, String> {
     match job {
-        AgentJob::InfoRead => info::read(env),
+        AgentJob::InfoRead { carry } => info::read(env, carry.as_deref()),
         AgentJob::InfoApply { worker, payload } => info::apply(env, &worker, &payload),
         AgentJob::GroupsCollect { full } => groups::collect(env, full),
         AgentJob::GroupsEnvelope {

@@ -269,7 +269,7 @@ fn an_update_that_takes_too_long_is_reported_and_the_next_waits_for_it() {
         ],
     );
     assert_eq!(
-        sim.held_jobs.len(),
+        sim.held_groups(),
         1,
         "the next update waits for the late one"
     );
@@ -302,7 +302,7 @@ fn what_a_worker_failed_to_store_is_sent_again() {
     sim.hold_agent_jobs.push(Some(0));
     sim.add_agent(2, &["web"]);
     sim.run_for(Duration::from_millis(1500));
-    assert_eq!(sim.held_jobs.len(), 1);
+    assert_eq!(sim.held_groups(), 1);
     // The worker's database fails the update: the master already marked agent 2 synced.
     sim.hold_agent_jobs.clear();
     let log = logged(|| {
