@@ -7,12 +7,13 @@
 //! - `config`: typed, validated configuration.
 //!
 //! `logging` formats `logs/cluster.log` lines; `control` is the client side of the local socket used by
-//! `cluster_control` and the load tool.
+//! `cluster_control` and the load tool; `loadgen` is the agent simulator of `cluster-load agents`.
 
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod harness;
+pub mod loadgen;
 pub mod logging;
 pub mod pool;
 pub mod proto;

@@ -1,5 +1,6 @@
 //! `cluster-load`: the demo and load tool. `demo` starts a master and workers as real `wazuh-clusterd`
-//! processes on loopback, shows the cluster, and stops it.
+//! processes on loopback, shows the cluster, and stops it. `agents` registers and runs simulated
+//! agents through a running node.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -9,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use clusterd::control::client::LocalClient;
 use clusterd::harness::{free_port, sibling_binary, wait_until, Daemon, NodeSpec};
+use clusterd::loadgen::{self, AgentsOptions};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -31,6 +33,42 @@ enum Cmd {
         /// Wazuh version the nodes announce.
         #[arg(long, default_value = "4.3.11")]
         wazuh_version: String,
+    },
+    /// Register simulated agents through a running node and report them into its agent database.
+    ///
+    /// Plays the node's authd and remoted: registers N agents named P-1 ... P-N with `sendsync` on
+    /// the node's local socket (queue/cluster/c-internal.sock; the master registers them), then
+    /// stores in the node's agent database (queue/db/wdb) that each one connected, and sends a
+    /// keepalive round every --keepalive-interval seconds for --duration seconds, with 1% of the
+    /// agents disconnecting each round and coming back the next. Prints progress lines, one line
+    /// per keepalive round with its start time in Unix seconds, and a summary. Exits 0 when every
+    /// agent registered, connected and had its reports stored, 1 otherwise.
+    #[command(verbatim_doc_comment)]
+    Agents {
+        /// Install root of the node (a worker, normally) the agents register through.
+        #[arg(long, value_name = "WORKER_HOME")]
+        home: PathBuf,
+        /// Agents to register.
+        #[arg(long, value_name = "N")]
+        count: usize,
+        /// Seconds between two keepalive rounds.
+        #[arg(long, value_name = "S", default_value_t = 10)]
+        keepalive_interval: u64,
+        /// Seconds of keepalive rounds after the agents connected (0: stop once connected).
+        #[arg(long, value_name = "S", default_value_t = 0)]
+        duration: u64,
+        /// Concurrent connections, each on its own thread (at most 32 of them to the database).
+        #[arg(long, value_name = "C", default_value_t = 32)]
+        concurrency: usize,
+        /// Agent names are P-1 ... P-N [default: <node name>-agent].
+        #[arg(long, value_name = "P")]
+        name_prefix: Option<String>,
+        /// Comma-separated groups the agents register with.
+        #[arg(long, value_name = "G", default_value = "default")]
+        groups: String,
+        /// Seconds one registration or database request may take.
+        #[arg(long, value_name = "S", default_value_t = 30)]
+        request_timeout: u64,
     },
 }
 
@@ -146,6 +184,13 @@ fn demo(workers: usize, io_driver: &str, wazuh_version: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs the agent simulator; `Ok(false)` when some agent did not make it through.
+fn agents(options: &AgentsOptions) -> Result<bool> {
+    let mut out = std::io::stdout();
+    let summary = loadgen::run_agents(options, &mut out)?;
+    Ok(summary.complete())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
@@ -154,6 +199,32 @@ fn main() -> ExitCode {
             io_driver,
             wazuh_version,
         } => demo(workers, &io_driver, &wazuh_version),
+        Cmd::Agents {
+            home,
+            count,
+            keepalive_interval,
+            duration,
+            concurrency,
+            name_prefix,
+            groups,
+            request_timeout,
+        } => {
+            let options = AgentsOptions {
+                home,
+                count,
+                keepalive_interval: Duration::from_secs(keepalive_interval),
+                duration: Duration::from_secs(duration),
+                concurrency,
+                name_prefix,
+                groups,
+                request_timeout: Duration::from_secs(request_timeout),
+            };
+            match agents(&options) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -161,4 +161,90 @@ impl LocalClient {
         serde_json::from_slice(&raw)
             .map_err(|e| ControlError::Remote(WazuhError::with_extra(3036, e.to_string())))
     }
+
+    /// Sends one `sendsync` request (`{"daemon_name": .., "message": ..}`) as a worker-side daemon
+    /// does, and waits for its outcome: the node gives the request no reply of its own, the
+    /// daemon's answer arrives later as a new request `ok` (returned) or `err` (an error). Both are
+    /// acknowledged the way Wazuh's local client does. An immediate `err` reply (a node that does not
+    /// take `sendsync`, an oversized request) is an error; an immediate `ok` (the acknowledgement
+    /// `sendasync` gets) is passed over.
+    pub fn sendsync(&mut self, json: &[u8]) -> Result<String, ControlError> {
+        let start = Instant::now();
+        self.conn
+            .request("sendsync", json, (), start, self.timeout)?;
+        self.flush()?;
+        let outcome = self.sendsync_outcome(start);
+        // The request never gets a reply: forget it, so the table of requests in flight does not
+        // fill up over thousands of calls on one connection.
+        self.conn.abandon_requests();
+        outcome
+    }
+
+    /// Reads until the outcome of the `sendsync` sent at `start` arrives, or the timeout passes.
+    fn sendsync_outcome(&mut self, start: Instant) -> Result<String, ControlError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if start.elapsed() > self.timeout {
+                return Err(ControlError::Timeout(self.timeout));
+            }
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return Err(ControlError::Closed),
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut events = Vec::new();
+            self.conn.receive(&buf[..n], Instant::now(), &mut events)?;
+            let mut outcome = None;
+            for event in events {
+                match event {
+                    Event::Request {
+                        counter,
+                        command: Command::Ok,
+                        payload,
+                    } => {
+                        self.conn
+                            .reply(counter, "ok", b"Sendsync response received")?;
+                        outcome = Some(Ok(String::from_utf8_lossy(&payload).into_owned()));
+                    }
+                    Event::Request {
+                        counter,
+                        command: Command::Err,
+                        payload,
+                    } => {
+                        self.conn.reply(counter, "ok", b"Error response received")?;
+                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
+                            &payload,
+                        ))));
+                    }
+                    Event::Request { counter, .. } => {
+                        self.conn.reply(counter, "err", b"unexpected request")?
+                    }
+                    Event::Reply {
+                        command: Command::Ok,
+                        ..
+                    } => {}
+                    Event::Reply { payload, .. } => {
+                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
+                            &payload,
+                        ))))
+                    }
+                    Event::Cancelled { .. } => {}
+                }
+            }
+            self.flush()?;
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+    }
 }
