@@ -1,0 +1,276 @@
+//! Agents end to end, with real processes, in both dialects: 10,000 agents registered through three
+//! workers (a third each, with `cluster-load agents`) reach the master with their node names; every
+//! worker's `client.keys` holds all the keys within two `sync_integrity` intervals (plus the
+//! master's recalculation); keepalives reported on the workers reach the master within two
+//! `sync_agent_info` intervals; an agent removed on the master disappears from every `client.keys`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clusterd::control::client::LocalClient;
+use clusterd::harness::{free_port, wait_until, Daemon, NodeSpec};
+use clusterd::store::socket::WdbSocket;
+use clusterd::store::WazuhDb;
+use serde_json::{json, Value};
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
+const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
+
+const SYNC_INTEGRITY_S: u64 = 2;
+const RECALCULATE_S: u64 = 1;
+const SYNC_AGENT_INFO_S: u64 = 2;
+const AGENTS: [u32; 3] = [3334, 3333, 3333];
+const WORKERS: [&str; 3] = ["worker1", "worker2", "worker3"];
+
+fn intervals() -> Value {
+    json!({"intervals": {
+        "worker": {"sync_integrity": SYNC_INTEGRITY_S, "sync_agent_info": SYNC_AGENT_INFO_S,
+                   "keep_alive": 2, "connection_retry": 1},
+        "master": {"recalculate_integrity": RECALCULATE_S, "sync_agent_groups": 2,
+                   "agent_group_start_delay": 1}
+    }})
+}
+
+/// A `cluster-load agents` child whose output lines are collected as they come.
+struct Load {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Load {
+    fn start(home: &Path, count: u32) -> Load {
+        let mut child = Command::new(LOAD)
+            .args(["agents", "--home"])
+            .arg(home)
+            .args([
+                "--count",
+                &count.to_string(),
+                "--duration",
+                "20",
+                "--keepalive-interval",
+                "2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cluster-load starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Load { child, lines }
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Start times (Unix seconds) of the keepalive rounds reported so far.
+    fn rounds(&self) -> Vec<f64> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("keepalive round "))
+            .filter_map(|rest| rest.split(" at ").nth(1))
+            .filter_map(|rest| rest.split(':').next())
+            .filter_map(|t| t.trim().parse().ok())
+            .collect()
+    }
+}
+
+/// Active key lines of a `client.keys`, by id.
+fn keys(home: &Path) -> BTreeMap<String, String> {
+    fs::read_to_string(home.join("etc/client.keys"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (id, name) = (f.next()?, f.next()?);
+            (!name.starts_with('!') && !name.starts_with('#'))
+                .then(|| (id.to_string(), l.to_string()))
+        })
+        .collect()
+}
+
+fn sql(db: &WdbSocket, statement: &str) -> Value {
+    let reply = db.query(&format!("global sql {statement}")).expect("query");
+    serde_json::from_str(&reply.payload).unwrap_or(Value::Null)
+}
+
+fn db_of(home: &Path) -> WdbSocket {
+    WdbSocket::new(
+        home.join("queue/db/wdb"),
+        home.join("queue/sockets/wdb-http.sock"),
+    )
+}
+
+fn scenario(version: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let args = ["--wazuh-version", version];
+    let master_home = root.path().join("master");
+    NodeSpec::master(port)
+        .with_cluster_json(intervals())
+        .write(&master_home)
+        .unwrap();
+    let mut master = Daemon::start(Path::new(DAEMON), &master_home, &args).unwrap();
+    let homes: Vec<PathBuf> = WORKERS.iter().map(|w| root.path().join(w)).collect();
+    let mut workers: Vec<Daemon> = WORKERS
+        .iter()
+        .zip(&homes)
+        .map(|(name, home)| {
+            NodeSpec::worker(name, port)
+                .with_cluster_json(intervals())
+                .write(home)
+                .unwrap();
+            Daemon::start(Path::new(DAEMON), home, &args).unwrap()
+        })
+        .collect();
+    for w in &workers {
+        assert!(
+            w.wait_for_log("Successfully connected to master.", Duration::from_secs(20)),
+            "{}",
+            w.log()
+        );
+    }
+
+    // Register a third of the agents through each worker.
+    let started = Instant::now();
+    let mut loads: Vec<Load> = homes
+        .iter()
+        .zip(AGENTS)
+        .map(|(home, n)| Load::start(home, n))
+        .collect();
+    for (load, n) in loads.iter().zip(AGENTS) {
+        let done = format!("registered {n}/{n}");
+        assert!(
+            wait_until(Duration::from_secs(240), || load.output().contains(&done)),
+            "registration did not finish:\n{}",
+            load.output()
+        );
+    }
+    let registered_at = Instant::now();
+    let total: usize = AGENTS.iter().map(|n| *n as usize).sum();
+    println!(
+        "{version}: {total} agents registered in {:?}",
+        registered_at - started
+    );
+
+    // Every worker holds every key within two integrity intervals (and the master's recalculation).
+    let keys_limit = Duration::from_secs(2 * SYNC_INTEGRITY_S + RECALCULATE_S);
+    assert_eq!(keys(&master_home).len(), total, "master client.keys");
+    for home in &homes {
+        assert!(
+            wait_until(keys_limit + Duration::from_secs(30), || keys(home).len()
+                == total),
+            "{} holds {} keys",
+            home.display(),
+            keys(home).len()
+        );
+    }
+    let keys_took = registered_at.elapsed();
+    println!("{version}: keys on every worker after {keys_took:?}");
+    assert!(
+        keys_took <= keys_limit,
+        "keys reached the workers after {keys_took:?}, limit {keys_limit:?}"
+    );
+
+    // The master knows which node serves each agent.
+    let master_db = db_of(&master_home);
+    let expected: Value = json!(WORKERS
+        .iter()
+        .zip(AGENTS)
+        .map(|(w, n)| json!({"node_name": w, "n": n}))
+        .collect::<Vec<_>>());
+    let by_node = "SELECT node_name, COUNT(*) AS n FROM agent WHERE id > 0 GROUP BY node_name ORDER BY node_name";
+    assert!(
+        wait_until(Duration::from_secs(60), || sql(&master_db, by_node)
+            == expected),
+        "agents by node on the master: {}",
+        sql(&master_db, by_node)
+    );
+
+    // Keepalives reported after now reach the master within two agent-info intervals.
+    let since = loads[0].rounds().len();
+    assert!(
+        wait_until(Duration::from_secs(30), || loads
+            .iter()
+            .all(|l| l.rounds().len() > since)),
+        "no new keepalive round:\n{}",
+        loads[0].output()
+    );
+    let round_start = loads
+        .iter()
+        .map(|l| *l.rounds().last().unwrap())
+        .fold(0.0, f64::max);
+    let reported_at = Instant::now();
+    let fresh = format!(
+        "SELECT COUNT(*) AS n FROM agent WHERE id > 0 AND last_keepalive >= {}",
+        round_start.floor() as i64
+    );
+    let info_limit = Duration::from_secs(2 * SYNC_AGENT_INFO_S);
+    assert!(
+        wait_until(info_limit + Duration::from_secs(30), || sql(
+            &master_db, &fresh
+        ) == json!([{"n": total}])),
+        "fresh keepalives on the master: {}",
+        sql(&master_db, &fresh)
+    );
+    let info_took = reported_at.elapsed();
+    println!("{version}: keepalives on the master after {info_took:?}");
+    assert!(
+        info_took <= info_limit + Duration::from_secs(1),
+        "keepalives took {info_took:?}"
+    );
+
+    // An agent removed on the master disappears from every client.keys.
+    let mut client = LocalClient::connect(&master_home, Duration::from_secs(20)).unwrap();
+    let answer = client
+        .sendsync(
+            br#"{"daemon_name":"authd","message":{"function":"remove","arguments":{"id":"005"}}}"#,
+        )
+        .expect("remove answered");
+    assert!(answer.contains("\"error\":0"), "{answer}");
+    assert!(!keys(&master_home).contains_key("005"));
+    for home in &homes {
+        assert!(
+            wait_until(keys_limit + Duration::from_secs(30), || !keys(home)
+                .contains_key("005")),
+            "{} still holds agent 005",
+            home.display()
+        );
+    }
+
+    for load in &mut loads {
+        let status = load.child.wait().unwrap();
+        assert!(status.success(), "cluster-load failed:\n{}", load.output());
+    }
+    for w in &mut workers {
+        w.stop();
+    }
+    master.stop();
+}
+
+#[test]
+fn ten_thousand_agents_through_three_workers_v4_14() {
+    scenario("4.14.7");
+}
+
+#[test]
+fn ten_thousand_agents_through_three_workers_v4_3() {
+    scenario("4.3.11");
+}
