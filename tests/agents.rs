@@ -24,7 +24,14 @@ const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
 const SYNC_INTEGRITY_S: u64 = 2;
 const RECALCULATE_S: u64 = 1;
 const SYNC_AGENT_INFO_S: u64 = 2;
+/// A worker's next agent-info period counts from the end of its round, and a round of thousands
+/// of records takes a moment of its own: allowed beyond the two intervals.
+const ROUND_ALLOWANCE: Duration = Duration::from_secs(2);
 const AGENTS: [u32; 3] = [3334, 3333, 3333];
+
+/// The two scenarios each run four daemons and three load generators: one at a time, so that on a
+/// small machine one does not slow the other past the intervals under test.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const WORKERS: [&str; 3] = ["worker1", "worker2", "worker3"];
 
 fn intervals() -> Value {
@@ -119,6 +126,7 @@ fn db_of(home: &Path) -> WdbSocket {
 }
 
 fn scenario(version: &str) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let args = ["--wazuh-version", version];
@@ -233,8 +241,8 @@ fn scenario(version: &str) {
     let info_took = reported_at.elapsed();
     println!("{version}: keepalives on the master after {info_took:?}");
     assert!(
-        info_took <= info_limit + Duration::from_secs(1),
-        "keepalives took {info_took:?}"
+        info_took <= info_limit + ROUND_ALLOWANCE,
+        "keepalives took {info_took:?}, limit {info_limit:?} + {ROUND_ALLOWANCE:?}"
     );
 
     // An agent removed on the master disappears from every client.keys.
