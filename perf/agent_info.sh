@@ -109,7 +109,7 @@ for version in $versions; do
     worker_pid="${pids[-1]}"
     wait_log "$dir/worker1/logs/cluster.log" "Successfully connected to master."
 
-    timeout "$timeout_s" "$load" agents --home "$dir/worker1" --count "$agents" --duration 0 \
+    timeout "$timeout_s" "$load" agents --home "$dir/worker1" --count "$agents" --duration 0 --concurrency 128 \
         >"$dir/load.log" 2>&1 || { cat "$dir/load.log" >&2; exit 1; }
 
     # The same worker with a short period: its first round carries every agent.

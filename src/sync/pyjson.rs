@@ -53,6 +53,101 @@ pub fn float_repr(f: f64) -> String {
     }
 }
 
+/// Python's `repr()` of a string: single quotes unless only the other kind appears inside,
+/// backslash escapes for quotes, backslashes and control characters. Stock nodes print error
+/// lists and values this way; our log lines match theirs.
+pub fn repr_str(s: &str) -> String {
+    let quote = repr_quote(s);
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        repr_escape(&mut out, c, quote);
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `repr()` of bytes: `b'...'`, with bytes outside ASCII as `\xNN`.
+pub fn repr_bytes(raw: &[u8]) -> String {
+    let quote = repr_quote(&String::from_utf8_lossy(raw));
+    let mut out = String::with_capacity(raw.len() + 3);
+    out.push('b');
+    out.push(quote);
+    for &b in raw {
+        if b.is_ascii() {
+            repr_escape(&mut out, char::from(b), quote);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `repr()` of a list of strings: `['a', "b'c"]`.
+pub fn repr_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| repr_str(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Python's `repr()` of a decoded JSON value (`None`, `True`, `{'a': 1}`).
+pub fn repr_value(value: &Value) -> String {
+    match value {
+        Value::Null => "None".to_owned(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) => float_repr(f),
+            _ => n.to_string(),
+        },
+        Value::String(s) => repr_str(s),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(repr_value).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", repr_str(k), repr_value(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+    }
+}
+
+/// The quote `repr()` picks: `'` unless the text holds `'` and no `"`.
+fn repr_quote(text: &str) -> char {
+    if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    }
+}
+
+fn repr_escape(out: &mut String, c: char, quote: char) {
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if c == quote => {
+            out.push('\\');
+            out.push(c);
+        }
+        c if c.is_control() => {
+            let code = u32::from(c);
+            if code < 0x100 {
+                out.push_str(&format!("\\x{code:02x}"));
+            } else {
+                out.push_str(&format!("\\u{code:04x}"));
+            }
+        }
+        c => out.push(c),
+    }
+}
+
 struct PyFormatter;
 
 impl Formatter for PyFormatter {

@@ -111,7 +111,7 @@ impl Worker {
                     tag,
                     SUBTAG,
                     "Master didn't grant permission to start a new synchronization: {}",
-                    py_repr(&payload, true)
+                    repr_bytes(&payload)
                 );
                 self.agent_info_end(ctx);
             }
@@ -220,7 +220,7 @@ impl Worker {
                 SUBTAG,
                 "{message} There were {} chunks with errors: {}",
                 errors.len(),
-                py_list(&errors)
+                repr_list(&errors)
             );
         }
         if in_round {
@@ -405,54 +405,7 @@ fn reason(payload: &[u8]) -> String {
     }
 }
 
-/// A list of strings as Python prints it (`['a', "b'c"]`), for the stock error line.
-fn py_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| py_repr(s.as_bytes(), false)).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-/// Python's `repr()` of a text, or of bytes (`b'...'`, non-ASCII as `\xNN`): single quotes unless
-/// only the other kind appears, backslash escapes for the rest.
-fn py_repr(raw: &[u8], bytes: bool) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let escape = |out: &mut String, c: char| match c {
-        '\\' => out.push_str("\\\\"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        c if c == quote => {
-            out.push('\\');
-            out.push(c);
-        }
-        c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-        c => out.push(c),
-    };
-    let mut out = String::with_capacity(raw.len() + 3);
-    if bytes {
-        out.push('b');
-    }
-    out.push(quote);
-    if bytes {
-        for &b in raw {
-            if b.is_ascii() {
-                escape(&mut out, char::from(b));
-            } else {
-                out.push_str(&format!("\\x{b:02x}"));
-            }
-        }
-    } else {
-        for c in text.chars() {
-            escape(&mut out, c);
-        }
-    }
-    out.push(quote);
-    out
-}
+use crate::sync::pyjson::{repr_bytes, repr_list};
 
 mod master_side;
 
@@ -461,17 +414,6 @@ pub(super) use master_side::{AgentInfoHealth, MasterAgentInfo};
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn python_reprs() {
-        assert_eq!(py_list(&[]), "[]");
-        assert_eq!(
-            py_list(&["a".into(), "it's".into(), "x\ny".into()]),
-            r#"['a', "it's", 'x\ny']"#
-        );
-        assert_eq!(py_repr(b"3168249714", true), "b'3168249714'");
-        assert_eq!(py_repr(b"a\xffb'\"", true), r#"b'a\xffb\'"'"#);
-    }
 
     #[test]
     fn results_parse() {

@@ -4,6 +4,9 @@
 
 use serde_json::Value;
 
+/// `json.dumps` output is shared with the agent-info payloads.
+pub use crate::sync::pyjson::{repr_value as repr, to_string as dumps};
+
 /// Nesting depth at which decoding gives up (the depth the JSON parser accepts).
 const MAX_DEPTH: usize = 128;
 
@@ -216,166 +219,6 @@ fn array(s: &[char], start: usize, depth: usize) -> Result<usize, Fail> {
     }
 }
 
-/// `json.dumps(value)` with Python's defaults: `", "` and `": "` separators, non-ASCII escaped.
-pub fn dumps(value: &Value) -> String {
-    let mut out = String::new();
-    write_value(&mut out, value);
-    out
-}
-
-fn write_value(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&number_text(n)),
-        Value::String(s) => write_string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_string(out, key);
-                out.push_str(": ");
-                write_value(out, item);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
-fn number_text(n: &serde_json::Number) -> String {
-    match (n.as_i64(), n.as_u64(), n.as_f64()) {
-        (Some(i), _, _) => i.to_string(),
-        (_, Some(u), _) => u.to_string(),
-        (_, _, Some(f)) => float_repr(f),
-        _ => n.to_string(),
-    }
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16.
-pub fn float_repr(f: f64) -> String {
-    if !f.is_finite() {
-        return if f.is_nan() {
-            "nan".into()
-        } else if f > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        };
-    }
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let sign = if f.is_sign_negative() { "-" } else { "" };
-    if (-4..16).contains(&exp) {
-        let point = exp + 1;
-        if point <= 0 {
-            let zeros = "0".repeat(point.unsigned_abs() as usize);
-            format!("{sign}0.{zeros}{digits}")
-        } else {
-            let point = point as usize;
-            let (int, frac) = if digits.len() > point {
-                (digits[..point].to_owned(), digits[point..].to_owned())
-            } else {
-                (
-                    format!("{digits}{}", "0".repeat(point - digits.len())),
-                    "0".to_owned(),
-                )
-            };
-            format!("{sign}{int}.{frac}")
-        }
-    } else {
-        let (first, rest) = digits.split_at(1);
-        let rest = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{first}{rest}e{exp_sign}{:02}", exp.unsigned_abs())
-    }
-}
-
-/// Python's `repr()` of a decoded JSON scalar, as a `KeyError` shows it.
-pub fn repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => number_text(n),
-        Value::String(s) => repr_str(s),
-        other => dumps(other),
-    }
-}
-
-fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {
-                let code = u32::from(c);
-                if code < 0x100 {
-                    out.push_str(&format!("\\x{code:02x}"));
-                } else {
-                    out.push_str(&format!("\\u{code:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 /// The Python type name of a decoded JSON value.
 pub fn type_name(value: &Value) -> &'static str {
     match value {
@@ -506,7 +349,7 @@ mod tests {
             (0.00001, "1e-05"),
             (123.456, "123.456"),
         ] {
-            assert_eq!(float_repr(f), text, "{f}");
+            assert_eq!(crate::sync::pyjson::float_repr(f), text, "{f}");
         }
         assert_eq!(repr(&json!("x")), "'x'");
         assert_eq!(repr(&json!("it's")), "\"it's\"");

@@ -10,12 +10,13 @@ use serde_json::json;
 
 use super::super::master::Master;
 use super::super::{ConnId, Ctx, Purpose};
-use super::{py_repr, SUBTAG};
+use super::SUBTAG;
 use crate::config::Dialect;
 use crate::proto::command::Command;
 use crate::proto::jobs::{AgentJob, AgentOutcome, Job, JobId, JobOutcome, JobResult};
 use crate::proto::wazuh_error::WazuhError;
 use crate::sync::pyjson;
+use crate::sync::pyjson::repr_bytes;
 use crate::{clog_debug, clog_error, clog_info, clog_warn};
 
 /// Where the master's agent-info task for one worker stands (the stock "agent-info free" flag is
@@ -139,7 +140,7 @@ impl Master {
         let string = match peer.conn.take_string(&sid) {
             Ok(string) => string,
             Err(_) => {
-                let sid = py_repr(sid.as_bytes(), true);
+                let sid = repr_bytes(sid.as_bytes());
                 let text = format!("error while trying to access string under task_id {sid}.");
                 let timeout = ctx.settings.timers.timeout_cluster_request;
                 if let Err(e) = peer.conn.request(

@@ -26,6 +26,7 @@ use crate::proto::node::master::Master;
 use crate::proto::node::strings_out::Then;
 use crate::proto::node::{ConnId, Ctx, Purpose};
 use crate::proto::wazuh_error::WazuhError;
+use crate::sync::pyjson::repr_list;
 use crate::{clog_debug, clog_error, clog_info, clog_warn};
 
 /// Rounds waiting for one worker; past that the worker is far behind, and the backlog gives way to
@@ -768,7 +769,7 @@ impl Master {
                 subtag,
                 "{line} There were {} chunks with errors: {}",
                 report.error_messages.len(),
-                python_list(&report.error_messages)
+                repr_list(&report.error_messages)
             );
         }
         if ours {
@@ -869,38 +870,6 @@ impl WorkerReport {
     }
 }
 
-/// A list of strings as stock nodes print it (Python's `repr`): `['a', "b'c"]`.
-fn python_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| {
-            let quote = if s.contains('\'') && !s.contains('"') {
-                '"'
-            } else {
-                '\''
-            };
-            let mut out = String::with_capacity(s.len() + 2);
-            out.push(quote);
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if c == quote => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push(quote);
-            out
-        })
-        .collect();
-    format!("[{}]", quoted.join(", "))
-}
-
 /// Seconds as stock logs print configured intervals: whole numbers without decimals.
 fn whole_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -917,9 +886,9 @@ mod tests {
 
     #[test]
     fn error_lists_print_like_python() {
-        assert_eq!(python_list(&[]), "[]");
+        assert_eq!(repr_list(&[]), "[]");
         assert_eq!(
-            python_list(&["Error 2003 - a".into(), "it's".into(), "x'\"y".into()]),
+            repr_list(&["Error 2003 - a".into(), "it's".into(), "x'\"y".into()]),
             r#"['Error 2003 - a', "it's", 'x\'"y']"#
         );
     }
