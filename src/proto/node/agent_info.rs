@@ -54,6 +54,9 @@ pub(super) struct WorkerAgentInfo {
     orphan_read: Option<JobId>,
     /// When the last round started, to time a result that arrives after its round was given up.
     last_start: Option<Instant>,
+    /// When the current round asked for permission: rounds start a period apart, however long
+    /// one takes, so a change waits at most two periods.
+    asked_at: Option<Instant>,
 }
 
 impl Worker {
@@ -350,7 +353,10 @@ impl Worker {
             ctx.now.mono,
             timeout,
         ) {
-            Ok(_) => self.agent_info.round = Round::AwaitPermission,
+            Ok(_) => {
+                self.agent_info.round = Round::AwaitPermission;
+                self.agent_info.asked_at = Some(ctx.now.mono);
+            }
             Err(e) => {
                 clog_error!(
                     Self::tag(ctx.settings),
@@ -362,12 +368,18 @@ impl Worker {
         }
     }
 
-    /// The round is over, whatever its outcome; the next one starts a period later. A kept string
-    /// larger than any long string the master accepts could never be sent: it is dropped, loudly.
+    /// The round is over, whatever its outcome; the next one starts a period after this one did
+    /// (at once if this one took longer). A kept string larger than any long string the master
+    /// accepts could never be sent: it is dropped, loudly.
     fn agent_info_end(&mut self, ctx: &mut Ctx) {
         let info = &mut self.agent_info;
         info.round = Round::Idle;
-        info.next_at = Some(ctx.now.mono + ctx.settings.agents.sync_agent_info);
+        let now = ctx.now.mono;
+        let interval = ctx.settings.agents.sync_agent_info;
+        info.next_at = Some(
+            info.asked_at
+                .map_or(now + interval, |at| (at + interval).max(now)),
+        );
         let limit = ctx.settings.limits.strings.string_bytes_max;
         if info.unsent.as_ref().is_some_and(|u| u.len() > limit) {
             let bytes = info.unsent.take().map_or(0, |u| u.len());

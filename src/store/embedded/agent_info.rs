@@ -46,25 +46,44 @@ const SETTABLE: [&str; 21] = [
     "status_code",
 ];
 
+/// Where a paged `sync-agent-info-get` pass stands between a `due` reply and the next call: the kind
+/// of pending agents being returned and the last id returned of that kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cursor {
+    kind: usize,
+    last_id: i64,
+}
+
 /// `global sync-agent-info-get [last_id <n>]`: pending agents as a JSON array, marked synced as
-/// they are returned; `due` when the next one does not fit (the position is kept for the next call).
-pub fn sync_get(tx: &Transaction, last_id: &mut i64, input: Option<&str>) -> WdbReply {
+/// they are returned; `due` when the next one does not fit, and the next call goes on from there.
+/// Unlike wazuh-db 4.3, which restarts every kind from the last id of the page, the pass resumes the
+/// kind it stopped in and then reads the later kinds from the start, so one pass returns every
+/// pending agent (with wazuh-db's order, status-only and keepalive agents of lower ids than a
+/// `due` in the full records waited for the next round).
+pub fn sync_get(tx: &Transaction, cursor: &mut Cursor, input: Option<&str>) -> WdbReply {
     if let Some(("last_id", value)) = input.and_then(|i| i.split_once(' ')) {
-        *last_id = atoi(value);
+        *cursor = Cursor {
+            kind: 0,
+            last_id: atoi(value),
+        };
     }
-    let start = *last_id;
     let mut items: Vec<String> = Vec::new();
     let mut size = 2;
     let mut status = WdbStatus::Ok;
-    'kinds: for (kind, columns) in KINDS {
-        *last_id = start;
+    'kinds: for (index, (kind, columns)) in KINDS.iter().enumerate().skip(cursor.kind) {
+        if index > cursor.kind {
+            *cursor = Cursor {
+                kind: index,
+                last_id: 0,
+            };
+        }
         let sql = format!(
             "SELECT {columns} FROM agent WHERE id > ?1 AND sync_status = ?2 ORDER BY id LIMIT 1"
         );
         loop {
             let row = tx
                 .prepare_cached(&sql)
-                .and_then(|mut stmt| rows_json(&mut stmt, params![*last_id, kind]));
+                .and_then(|mut stmt| rows_json(&mut stmt, params![cursor.last_id, kind]));
             let mut agent = match row {
                 Ok(rows) => match rows.into_iter().next() {
                     Some(agent) => agent,
@@ -77,10 +96,10 @@ pub fn sync_get(tx: &Transaction, last_id: &mut i64, input: Option<&str>) -> Wdb
                 }
             };
             let Some(id) = agent["id"].as_i64() else {
-                *last_id += 1;
+                cursor.last_id += 1;
                 continue;
             };
-            if kind == "syncreq" {
+            if *kind == "syncreq" {
                 let labels = tx
                     .prepare_cached("SELECT * FROM labels WHERE id = ?1")
                     .and_then(|mut s| rows_json(&mut s, [id]));
@@ -97,7 +116,7 @@ pub fn sync_get(tx: &Transaction, last_id: &mut i64, input: Option<&str>) -> Wdb
             }
             size += text.len() + 1;
             items.push(text);
-            *last_id = id;
+            cursor.last_id = id;
             if let Err(e) = tx.execute(
                 "UPDATE agent SET sync_status = 'synced' WHERE id = ?1",
                 [id],
@@ -107,7 +126,7 @@ pub fn sync_get(tx: &Transaction, last_id: &mut i64, input: Option<&str>) -> Wdb
         }
     }
     if status != WdbStatus::Due {
-        *last_id = 0;
+        *cursor = Cursor::default();
     }
     if status == WdbStatus::Err {
         return WdbReply::new(status, items.concat());
@@ -195,6 +214,42 @@ fn sql_value(value: Option<&Value>) -> SqlValue {
 mod tests {
     use super::super::test_support::*;
     use crate::store::WdbStatus;
+
+    #[test]
+    fn one_paged_pass_returns_every_pending_agent_of_every_kind() {
+        let db = db();
+        // Keepalive-only agents with low ids, then enough full records to need several pages.
+        for id in 1..=10 {
+            add_agent(&db, id, &format!("ka{id}"), &[]);
+            set_sync(&db, id, "syncreq_keepalive");
+        }
+        for id in 11..=900 {
+            add_agent(
+                &db,
+                id,
+                &format!("full-agent-with-a-long-name-{id:05}"),
+                &[],
+            );
+            set_sync(&db, id, "syncreq");
+        }
+        let mut ids = Vec::new();
+        let mut pages = 0;
+        loop {
+            let reply = q(&db, "global sync-agent-info-get ");
+            pages += 1;
+            for agent in json(&reply.payload).as_array().unwrap() {
+                ids.push(agent["id"].as_i64().unwrap());
+            }
+            if reply.status != WdbStatus::Due {
+                assert_eq!(reply.status, WdbStatus::Ok);
+                break;
+            }
+            assert!(pages < 50, "the pass never ends");
+        }
+        assert!(pages > 1, "the full records needed more than one page");
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=900).collect::<Vec<i64>>());
+    }
 
     #[test]
     fn get_returns_three_kinds_in_order_and_marks_synced() {

@@ -103,7 +103,16 @@ fn assign(
 ) -> bool {
     let mut ok = true;
     for group in groups {
-        let Some(group_id) = declared_group(tx, group) else {
+        // A worker takes the master's word for its groups: one it has not declared yet (its
+        // `etc/shared/` may still be on its way) is declared rather than refused.
+        let declared = declared_group(tx, group).or_else(|| {
+            let name = group.as_str().filter(|n| valid_group_name(n))?;
+            create_name?;
+            tx.execute("INSERT OR IGNORE INTO `group` (name) VALUES (?1)", [name])
+                .ok()?;
+            find_group(tx, name).ok().flatten()
+        });
+        let Some(group_id) = declared else {
             ok = false;
             continue;
         };

@@ -26,7 +26,7 @@ use text::near;
 struct Inner {
     conn: Connection,
     /// Paging position of `sync-agent-info-get` between a `due` reply and the next call.
-    info_last_id: i64,
+    info_cursor: agent_info::Cursor,
 }
 
 /// Facts a command needs besides the database.
@@ -75,7 +75,7 @@ impl EmbeddedDb {
         Ok(EmbeddedDb {
             inner: Mutex::new(Inner {
                 conn,
-                info_last_id: 0,
+                info_cursor: agent_info::Cursor::default(),
             }),
             worker_node: AtomicBool::new(false),
             clock,
@@ -101,11 +101,14 @@ impl EmbeddedDb {
     }
 
     /// Runs `f` in one transaction, committed whatever its reply.
-    fn with_tx<T>(&self, f: impl FnOnce(&Transaction, &mut i64) -> T) -> Result<T, StoreError> {
+    fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&Transaction, &mut agent_info::Cursor) -> T,
+    ) -> Result<T, StoreError> {
         let mut inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
-        let Inner { conn, info_last_id } = &mut *inner;
+        let Inner { conn, info_cursor } = &mut *inner;
         let tx = conn.transaction()?;
-        let out = f(&tx, info_last_id);
+        let out = f(&tx, info_cursor);
         tx.commit()?;
         Ok(out)
     }
@@ -139,14 +142,14 @@ fn syntax_error(name: &str) -> WdbReply {
 fn dispatch(
     tx: &Transaction,
     ctx: &Ctx,
-    info_last_id: &mut i64,
+    info_cursor: &mut agent_info::Cursor,
     name: &str,
     arg: Option<&str>,
 ) -> WdbReply {
     // Commands that need no argument, or take an optional one.
     match name {
         "recalculate-agent-group-hashes" => return groups::recalculate_all(tx),
-        "sync-agent-info-get" => return agent_info::sync_get(tx, info_last_id, arg),
+        "sync-agent-info-get" => return agent_info::sync_get(tx, info_cursor, arg),
         _ => {}
     }
     let Some(arg) = arg else {
@@ -177,7 +180,7 @@ impl WazuhDb for EmbeddedDb {
             Err(reply) => return Ok(reply),
         };
         let ctx = self.ctx();
-        self.with_tx(|tx, info_last_id| dispatch(tx, &ctx, info_last_id, name, arg))
+        self.with_tx(|tx, info_cursor| dispatch(tx, &ctx, info_cursor, name, arg))
     }
 
     fn http(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), StoreError> {
