@@ -66,6 +66,36 @@ impl LocalClient {
         Ok(())
     }
 
+    /// Reads once (the socket's short read timeout bounds the wait) and decodes what arrived; the
+    /// events may be none. Fails once `timeout` has passed since `start`.
+    fn read_events(
+        &mut self,
+        start: Instant,
+        buf: &mut [u8],
+    ) -> Result<Vec<Event<()>>, ControlError> {
+        if start.elapsed() > self.timeout {
+            return Err(ControlError::Timeout(self.timeout));
+        }
+        let n = match self.stream.read(buf) {
+            Ok(0) => return Err(ControlError::Closed),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut events = Vec::new();
+        self.conn.receive(&buf[..n], Instant::now(), &mut events)?;
+        Ok(events)
+    }
+
     /// Sends a request and returns the result payload, following a worker's relay.
     pub fn call(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, ControlError> {
         let start = Instant::now();
@@ -74,24 +104,7 @@ impl LocalClient {
         self.flush()?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            if start.elapsed() > self.timeout {
-                return Err(ControlError::Timeout(self.timeout));
-            }
-            let n = match self.stream.read(&mut buf) {
-                Ok(0) => return Err(ControlError::Closed),
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let mut events = Vec::new();
-            self.conn.receive(&buf[..n], Instant::now(), &mut events)?;
+            let events = self.read_events(start, &mut buf)?;
             let mut outcome = None;
             for event in events {
                 match event {
@@ -184,26 +197,7 @@ impl LocalClient {
     fn sendsync_outcome(&mut self, start: Instant) -> Result<String, ControlError> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if start.elapsed() > self.timeout {
-                return Err(ControlError::Timeout(self.timeout));
-            }
-            let n = match self.stream.read(&mut buf) {
-                Ok(0) => return Err(ControlError::Closed),
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let mut events = Vec::new();
-            self.conn.receive(&buf[..n], Instant::now(), &mut events)?;
+            let events = self.read_events(start, &mut buf)?;
             let mut outcome = None;
             for event in events {
                 match event {
