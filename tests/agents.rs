@@ -1,7 +1,7 @@
 //! Agents end to end, with real processes, in both dialects: 10,000 agents registered through three
 //! workers (a third each, with `cluster-load agents`) reach the master with their node names; every
-//! worker's `client.keys` holds all the keys within two `sync_integrity` intervals (plus the
-//! master's recalculation); keepalives reported on the workers reach the master within two
+//! worker's `client.keys` holds all the keys within two `sync_integrity` intervals; keepalives
+//! reported on the workers reach the master within two
 //! `sync_agent_info` intervals; an agent removed on the master disappears from every `client.keys`.
 
 use std::collections::BTreeMap;
@@ -23,10 +23,7 @@ const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
 
 const SYNC_INTEGRITY_S: u64 = 2;
 const RECALCULATE_S: u64 = 1;
-const SYNC_AGENT_INFO_S: u64 = 2;
-/// A round carrying thousands of records takes a moment of its own (the worker's read, the string,
-/// the master's apply): allowed beyond the two intervals.
-const ROUND_ALLOWANCE: Duration = Duration::from_secs(3);
+const SYNC_AGENT_INFO_S: u64 = 5;
 const AGENTS: [u32; 3] = [3334, 3333, 3333];
 
 /// The two scenarios each run four daemons and three load generators: one at a time, so that on a
@@ -58,7 +55,7 @@ impl Load {
                 "--count",
                 &count.to_string(),
                 "--duration",
-                "20",
+                "45",
                 "--keepalive-interval",
                 "2",
             ])
@@ -179,7 +176,9 @@ fn scenario(version: &str) {
     );
 
     // Every worker holds every key within two integrity intervals (and the master's recalculation).
-    let keys_limit = Duration::from_secs(2 * SYNC_INTEGRITY_S + RECALCULATE_S);
+    // The bound: two integrity intervals. Waits below allow the recalculation too.
+    let keys_sync_limit = Duration::from_secs(2 * SYNC_INTEGRITY_S);
+    let keys_limit = keys_sync_limit + Duration::from_secs(RECALCULATE_S);
     assert_eq!(keys(&master_home).len(), total, "master client.keys");
     for home in &homes {
         assert!(
@@ -193,8 +192,8 @@ fn scenario(version: &str) {
     let keys_took = registered_at.elapsed();
     println!("{version}: keys on every worker after {keys_took:?}");
     assert!(
-        keys_took <= keys_limit,
-        "keys reached the workers after {keys_took:?}, limit {keys_limit:?}"
+        keys_took <= keys_sync_limit,
+        "keys reached the workers after {keys_took:?}, limit {keys_sync_limit:?}"
     );
 
     // The master knows which node serves each agent.
@@ -241,8 +240,8 @@ fn scenario(version: &str) {
     let info_took = reported_at.elapsed();
     println!("{version}: keepalives on the master after {info_took:?}");
     assert!(
-        info_took <= info_limit + ROUND_ALLOWANCE,
-        "keepalives took {info_took:?}, limit {info_limit:?} + {ROUND_ALLOWANCE:?}"
+        info_took <= info_limit,
+        "keepalives took {info_took:?}, limit {info_limit:?}"
     );
 
     // An agent removed on the master disappears from every client.keys.
