@@ -71,15 +71,7 @@ pub fn connect_all(
     };
     let total = agents.len();
     let line = move |tally: &Tally, elapsed: Duration| {
-        let mut text = format!(
-            "connected {}/{total} agents ({})",
-            tally.succeeded(),
-            parallel::rate(tally.succeeded(), elapsed)
-        );
-        if tally.failed() > 0 {
-            text.push_str(&format!(", {} failed", tally.failed()));
-        }
-        text
+        parallel::progress_text("connected", total, tally, elapsed)
     };
     let phase = Phase {
         threads: db_threads(options),

@@ -203,6 +203,19 @@ where
     })
 }
 
+/// The progress line of a phase: `<done> <n>/<total> agents (<rate>)[, <k> failed]`.
+pub fn progress_text(done: &str, total: usize, tally: &Tally, elapsed: Duration) -> String {
+    let mut text = format!(
+        "{done} {}/{total} agents ({})",
+        tally.succeeded(),
+        rate(tally.succeeded(), elapsed)
+    );
+    if tally.failed() > 0 {
+        text.push_str(&format!(", {} failed", tally.failed()));
+    }
+    text
+}
+
 /// `1234.5/s`: successes per second so far.
 pub fn rate(count: usize, elapsed: Duration) -> String {
     let seconds = elapsed.as_secs_f64();

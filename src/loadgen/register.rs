@@ -197,15 +197,7 @@ pub fn register_all(
 ) -> Result<Registration, LoadError> {
     let total = options.count;
     let line = move |tally: &Tally, elapsed: Duration| {
-        let mut text = format!(
-            "registered {}/{total} agents ({})",
-            tally.succeeded(),
-            parallel::rate(tally.succeeded(), elapsed)
-        );
-        if tally.failed() > 0 {
-            text.push_str(&format!(", {} failed", tally.failed()));
-        }
-        text
+        parallel::progress_text("registered", total, tally, elapsed)
     };
     let phase = Phase {
         threads: options.concurrency,
