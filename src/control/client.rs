@@ -134,25 +134,12 @@ impl LocalClient {
                     // The outcome of a `sendsync`: the daemon's answer as a new request.
                     Event::Request {
                         counter,
-                        command: Command::Ok,
+                        command,
                         payload,
                     } => {
-                        self.conn
-                            .reply(counter, "ok", b"Sendsync response received")?;
-                        outcome = Some(Ok(payload));
-                    }
-                    Event::Request {
-                        counter,
-                        command: Command::Err,
-                        payload,
-                    } => {
-                        self.conn.reply(counter, "ok", b"Error response received")?;
-                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
-                            &payload,
-                        ))));
-                    }
-                    Event::Request { counter, .. } => {
-                        self.conn.reply(counter, "err", b"unexpected request")?
+                        if let Some(answer) = self.daemon_answer(counter, command, payload)? {
+                            outcome = Some(answer);
+                        }
                     }
                     Event::Cancelled { .. } => {}
                 }
@@ -193,6 +180,34 @@ impl LocalClient {
         outcome
     }
 
+    /// A request from the node: the outcome of a `sendsync` (`ok` with the daemon's answer, `err`
+    /// with the error), acknowledged as Wazuh's local client does. Anything else is refused and
+    /// yields no outcome.
+    fn daemon_answer(
+        &mut self,
+        counter: u32,
+        command: Command,
+        payload: Vec<u8>,
+    ) -> Result<Option<Result<Vec<u8>, ControlError>>, ControlError> {
+        match command {
+            Command::Ok => {
+                self.conn
+                    .reply(counter, "ok", b"Sendsync response received")?;
+                Ok(Some(Ok(payload)))
+            }
+            Command::Err => {
+                self.conn.reply(counter, "ok", b"Error response received")?;
+                Ok(Some(Err(ControlError::Remote(WazuhError::from_payload(
+                    &payload,
+                )))))
+            }
+            _ => {
+                self.conn.reply(counter, "err", b"unexpected request")?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Reads until the outcome of the `sendsync` sent at `start` arrives, or the timeout passes.
     fn sendsync_outcome(&mut self, start: Instant) -> Result<String, ControlError> {
         let mut buf = vec![0u8; 64 * 1024];
@@ -203,25 +218,14 @@ impl LocalClient {
                 match event {
                     Event::Request {
                         counter,
-                        command: Command::Ok,
+                        command,
                         payload,
                     } => {
-                        self.conn
-                            .reply(counter, "ok", b"Sendsync response received")?;
-                        outcome = Some(Ok(String::from_utf8_lossy(&payload).into_owned()));
-                    }
-                    Event::Request {
-                        counter,
-                        command: Command::Err,
-                        payload,
-                    } => {
-                        self.conn.reply(counter, "ok", b"Error response received")?;
-                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
-                            &payload,
-                        ))));
-                    }
-                    Event::Request { counter, .. } => {
-                        self.conn.reply(counter, "err", b"unexpected request")?
+                        if let Some(answer) = self.daemon_answer(counter, command, payload)? {
+                            outcome = Some(
+                                answer.map(|text| String::from_utf8_lossy(&text).into_owned()),
+                            );
+                        }
                     }
                     Event::Reply {
                         command: Command::Ok,
