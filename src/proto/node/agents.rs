@@ -2,10 +2,12 @@
 //! jobs, time and disconnections are offered to each flow in turn, so `master.rs` and `worker.rs`
 //! stay about membership.
 
+use std::time::{Duration, Instant};
+
 use super::master::Master;
-use super::strings_out::Failed;
+use super::strings_out::{Failed, StringSends};
 use super::worker::{Link, Worker};
-use super::{ConnId, Ctx, Purpose};
+use super::{ConnId, Ctx, PeerConn, Purpose};
 use crate::proto::command::Command;
 use crate::proto::jobs::{JobId, JobResult};
 
@@ -71,24 +73,11 @@ impl Master {
     pub(super) fn agents_expired(&mut self, conn: ConnId, purposes: Vec<Purpose>, ctx: &mut Ctx) {
         let timeout = ctx.settings.timers.timeout_cluster_request;
         for purpose in purposes {
-            let failed = match purpose {
-                Purpose::StringStep { token } => {
-                    let Some(peer) = self.workers.get_mut(&conn) else {
-                        return;
-                    };
-                    peer.strings
-                        .timed_out(&mut peer.conn, token, ctx.now.mono, timeout)
-                }
-                Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync { .. } => {
-                    Some(Failed {
-                        purpose,
-                        command: Command::Err,
-                        payload: b"the worker did not answer in time".to_vec(),
-                    })
-                }
-                _ => None,
-            };
-            if let Some(f) = failed {
+            let sends = self
+                .workers
+                .get_mut(&conn)
+                .map(|peer| (&mut peer.strings, &mut peer.conn));
+            if let Some(f) = expiry(purpose, sends, "worker", ctx.now.mono, timeout) {
                 self.agents_reply(conn, f.purpose, f.command, f.payload, ctx);
             }
         }
@@ -172,23 +161,11 @@ impl Worker {
     pub(super) fn agents_expired(&mut self, purposes: Vec<Purpose>, ctx: &mut Ctx) {
         let timeout = ctx.settings.timers.timeout_cluster_request;
         for purpose in purposes {
-            let failed = match purpose {
-                Purpose::StringStep { token } => {
-                    let Link::Connected { peer, .. } = &mut self.link else {
-                        return;
-                    };
-                    self.strings.timed_out(peer, token, ctx.now.mono, timeout)
-                }
-                Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync { .. } => {
-                    Some(Failed {
-                        purpose,
-                        command: Command::Err,
-                        payload: b"the master did not answer in time".to_vec(),
-                    })
-                }
+            let sends = match &mut self.link {
+                Link::Connected { peer, .. } => Some((&mut self.strings, peer.as_mut())),
                 _ => None,
             };
-            if let Some(f) = failed {
+            if let Some(f) = expiry(purpose, sends, "master", ctx.now.mono, timeout) {
                 self.agents_reply(f.purpose, f.command, f.payload, ctx);
             }
         }
@@ -214,5 +191,31 @@ impl Worker {
         self.agent_info_reset(ctx);
         self.groups_reset(ctx);
         self.sendsync_reset(ctx);
+    }
+}
+
+/// What a timed-out request of the agent flows becomes, on either role: a string step moves on (or
+/// fails its transfer) on the connection's `sends`, a flow's own request comes back as an `err`
+/// reply saying that the `peer` did not answer. Other purposes are not the agent flows' business.
+fn expiry(
+    purpose: Purpose,
+    sends: Option<(&mut StringSends, &mut PeerConn)>,
+    peer: &str,
+    now: Instant,
+    timeout: Duration,
+) -> Option<Failed> {
+    match purpose {
+        Purpose::StringStep { token } => {
+            let (strings, conn) = sends?;
+            strings.timed_out(conn, token, now, timeout)
+        }
+        Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync { .. } => {
+            Some(Failed {
+                purpose,
+                command: Command::Err,
+                payload: format!("the {peer} did not answer in time").into_bytes(),
+            })
+        }
+        _ => None,
     }
 }
