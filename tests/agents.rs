@@ -1,8 +1,8 @@
 //! Agents end to end, with real processes, in both dialects: 10,000 agents registered through three
 //! workers (a third each, with `cluster-load agents`) reach the master with their node names; every
 //! worker's `client.keys` holds all the keys within two `sync_integrity` intervals; keepalives
-//! reported on the workers reach the master within two
-//! `sync_agent_info` intervals; an agent removed on the master disappears from every `client.keys`.
+//! reported on the workers reach the master within two `sync_agent_info` intervals plus the round's
+//! own time (`ROUND_ALLOWANCE`); an agent removed on the master disappears from every `client.keys`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,7 +23,10 @@ const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
 
 const SYNC_INTEGRITY_S: u64 = 2;
 const RECALCULATE_S: u64 = 1;
-const SYNC_AGENT_INFO_S: u64 = 5;
+const SYNC_AGENT_INFO_S: u64 = 2;
+/// Beyond two agent-info intervals, the time a round itself may take. Short of the bound:
+/// in the 4.14 dialect a round can wait behind agent-groups work on the master's agent threads.
+const ROUND_ALLOWANCE: Duration = Duration::from_secs(3);
 const AGENTS: [u32; 3] = [3334, 3333, 3333];
 
 /// The two scenarios each run four daemons and three load generators: one at a time, so that on a
@@ -240,8 +243,8 @@ fn scenario(version: &str) {
     let info_took = reported_at.elapsed();
     println!("{version}: keepalives on the master after {info_took:?}");
     assert!(
-        info_took <= info_limit,
-        "keepalives took {info_took:?}, limit {info_limit:?}"
+        info_took <= info_limit + ROUND_ALLOWANCE,
+        "keepalives took {info_took:?}, limit {info_limit:?} + {ROUND_ALLOWANCE:?}"
     );
 
     // An agent removed on the master disappears from every client.keys.
