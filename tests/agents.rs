@@ -1,8 +1,8 @@
 //! Agents end to end, with real processes, in both dialects: 10,000 agents registered through three
 //! workers (a third each, with `cluster-load agents`) reach the master with their node names; every
 //! worker's `client.keys` holds all the keys within two `sync_integrity` intervals; keepalives
-//! reported on the workers reach the master within two `sync_agent_info` intervals plus the round's
-//! own time (`ROUND_ALLOWANCE`); an agent removed on the master disappears from every `client.keys`.
+//! reported on the workers reach the master within two `sync_agent_info` intervals; an agent
+//! removed on the master disappears from every `client.keys`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,10 +23,9 @@ const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
 
 const SYNC_INTEGRITY_S: u64 = 2;
 const RECALCULATE_S: u64 = 1;
-const SYNC_AGENT_INFO_S: u64 = 2;
-/// Beyond two agent-info intervals, the time a round itself may take. Short of the issue's bound:
-/// in the 4.14 dialect a round can wait behind agent-groups work on the master's agent threads.
-const ROUND_ALLOWANCE: Duration = Duration::from_secs(3);
+/// Longer than a round of 10,000 agents takes on a loaded machine, so that the two-interval bound
+/// measures the schedule, not the machine.
+const SYNC_AGENT_INFO_S: u64 = 5;
 const AGENTS: [u32; 3] = [3334, 3333, 3333];
 
 /// The two scenarios each run four daemons and three load generators: one at a time, so that on a
@@ -214,7 +213,10 @@ fn scenario(version: &str) {
         sql(&master_db, by_node)
     );
 
-    // Keepalives reported after now reach the master within two agent-info intervals.
+    // Keepalives reported after now reach the master within two agent-info intervals: every
+    // agent's row there is at least as new as the round, with a keepalive from it or later, or a
+    // later disconnection (an agent that shuts down after its keepalive is reported disconnected,
+    // which supersedes the keepalive in both dialects).
     let since = loads[0].rounds().len();
     assert!(
         wait_until(Duration::from_secs(30), || loads
@@ -228,9 +230,10 @@ fn scenario(version: &str) {
         .map(|l| *l.rounds().last().unwrap())
         .fold(0.0, f64::max);
     let reported_at = Instant::now();
+    let round_s = round_start.floor() as i64;
     let fresh = format!(
-        "SELECT COUNT(*) AS n FROM agent WHERE id > 0 AND last_keepalive >= {}",
-        round_start.floor() as i64
+        "SELECT COUNT(*) AS n FROM agent WHERE id > 0 AND (last_keepalive >= {round_s} \
+         OR (connection_status = 'disconnected' AND disconnection_time >= {round_s}))"
     );
     let info_limit = Duration::from_secs(2 * SYNC_AGENT_INFO_S);
     assert!(
@@ -243,8 +246,8 @@ fn scenario(version: &str) {
     let info_took = reported_at.elapsed();
     println!("{version}: keepalives on the master after {info_took:?}");
     assert!(
-        info_took <= info_limit + ROUND_ALLOWANCE,
-        "keepalives took {info_took:?}, limit {info_limit:?} + {ROUND_ALLOWANCE:?}"
+        info_took <= info_limit,
+        "keepalives took {info_took:?}, limit {info_limit:?}"
     );
 
     // An agent removed on the master disappears from every client.keys.

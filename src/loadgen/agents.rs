@@ -64,11 +64,7 @@ pub fn connect_all(
     agents: &[Registered],
     out: &mut dyn Write,
 ) -> Result<Connection, LoadError> {
-    let reporter = Reporter {
-        node_name: node.node_name.clone(),
-        manager_host: node.manager_host.clone(),
-        version: format!("Wazuh v{}", node.wazuh_version),
-    };
+    let reporter = node.reporter()?;
     let total = agents.len();
     let line = move |tally: &Tally, elapsed: Duration| {
         parallel::progress_text("connected", total, tally, elapsed)
@@ -108,7 +104,8 @@ pub fn connect_all(
 pub enum Report {
     Keepalive,
     Disconnect,
-    /// Back after a disconnection: active again, then its keepalive.
+    /// Back after a disconnection: its startup (`pending`), then its first keepalive, which
+    /// carries the agent's whole data as after any startup.
     Reconnect,
 }
 
@@ -160,6 +157,7 @@ pub fn keepalive_rounds(
         keepalives: 0,
         failures: Failures::default(),
     };
+    let reporter = node.reporter()?;
     let started = Instant::now();
     let mut disconnected = vec![false; agents.len()];
     loop {
@@ -177,7 +175,7 @@ pub fn keepalive_rounds(
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        let round = one_round(options, node, agents, &plan, out)?;
+        let round = one_round(options, node, &reporter, agents, &plan, out)?;
         totals.keepalives += round.keepalives;
         let mut line = format!(
             "keepalive round {} at {at:.3}: {} keepalives, {} disconnected, {} reconnected",
@@ -203,6 +201,7 @@ struct Round {
 fn one_round(
     options: &AgentsOptions,
     node: &NodeFacts,
+    reporter: &Reporter,
     agents: &[Registered],
     plan: &[Report],
     out: &mut dyn Write,
@@ -220,10 +219,10 @@ fn one_round(
         || node.database(options.request_timeout),
         |db, (agent, report), _| {
             let sent = match report {
-                Report::Keepalive => run(db, &commands::keepalive(agent.id)),
-                Report::Disconnect => run(db, &commands::connection_status(agent.id, false)),
-                Report::Reconnect => run(db, &commands::connection_status(agent.id, true))
-                    .and_then(|()| run(db, &commands::keepalive(agent.id))),
+                Report::Keepalive => run(db, &reporter.keepalive(agent.id)),
+                Report::Disconnect => run(db, &reporter.shutdown(agent.id)),
+                Report::Reconnect => run(db, &reporter.startup(agent.id))
+                    .and_then(|()| run(db, &reporter.update_agent_data(agent.id, &agent.name))),
             };
             match sent {
                 Ok(()) => Outcome::Done(*report),
@@ -313,6 +312,9 @@ mod tests {
             "SELECT COUNT(*) AS n FROM agent WHERE id > 0 AND node_name = 'worker1' AND connection_status = 'active' AND sync_status = 'syncreq' AND version = 'Wazuh v4.14.7'",
         );
         assert_eq!(rows[0]["n"], 150);
+        // The agent-info sync takes the connections (and marks the agents synced).
+        let (code, _) = db.http("GET", "/v1/agents/sync", b"").expect("sync get");
+        assert_eq!(code, 200);
 
         let mut out = Vec::new();
         let keepalives =
@@ -336,6 +338,21 @@ mod tests {
             "SELECT COUNT(*) AS n FROM agent WHERE connection_status = 'disconnected' AND disconnection_time > 0",
         );
         assert_eq!(down[0]["n"], 2);
+        // What the next agent-info sync carries: the shutdowns as status changes, the agents back
+        // from a startup whole (keepalive included), the others their keepalive only.
+        let marks = sql(
+            &db,
+            "SELECT sync_status, connection_status, COUNT(*) AS n FROM agent WHERE id > 0 \
+             GROUP BY sync_status, connection_status ORDER BY sync_status",
+        );
+        assert_eq!(
+            marks,
+            serde_json::json!([
+                {"sync_status": "syncreq", "connection_status": "active", "n": 2},
+                {"sync_status": "syncreq_keepalive", "connection_status": "active", "n": 146},
+                {"sync_status": "syncreq_status", "connection_status": "disconnected", "n": 2},
+            ])
+        );
         server.stop();
     }
 

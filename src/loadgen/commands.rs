@@ -6,6 +6,11 @@
 
 use serde_json::{json, Value};
 
+use crate::config::Dialect;
+
+/// `status_code` of an agent that disconnected because it sent its shutdown message (4.14).
+pub const STATUS_SHUTDOWN: i64 = 3;
+
 /// The `sendsync` payload authd on a worker sends to register `name`.
 pub fn add_request(name: &str, groups: &str) -> Vec<u8> {
     json!({
@@ -109,16 +114,62 @@ pub fn agent_ip(id: u32) -> String {
     )
 }
 
-/// The node facts every connection report carries.
+/// The node facts every connection report carries, and the dialect that decides which sync mark
+/// each report leaves for the agent-info sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reporter {
     pub node_name: String,
     pub manager_host: String,
     /// `Wazuh v<version>`.
     pub version: String,
+    pub dialect: Dialect,
+}
+
+/// What changed about an agent, which decides how much of it the agent-info sync must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Keepalive,
+    Status,
 }
 
 impl Reporter {
+    /// The `sync_status` remoted on a worker writes for `change`. wazuh-db 4.3 knows only
+    /// `syncreq` (every change sends the whole agent); 4.14 sends only what changed.
+    fn sync_status(&self, change: Change) -> &'static str {
+        match (self.dialect, change) {
+            (Dialect::V4_3, _) => "syncreq",
+            (Dialect::V4_14, Change::Keepalive) => "syncreq_keepalive",
+            (Dialect::V4_14, Change::Status) => "syncreq_status",
+        }
+    }
+
+    /// `global update-keepalive`: the agent is alive.
+    pub fn keepalive(&self, id: u32) -> String {
+        let sync = self.sync_status(Change::Keepalive);
+        let data = json!({"id": id, "connection_status": "active", "sync_status": sync});
+        format!("global update-keepalive {data}")
+    }
+
+    /// `global update-keepalive` with `pending`: the agent's startup message after it was away.
+    /// Its next keepalive is a full [`Reporter::update_agent_data`], as remoted does after a
+    /// startup, so the master gets the whole agent, keepalive included.
+    pub fn startup(&self, id: u32) -> String {
+        let sync = self.sync_status(Change::Status);
+        let data = json!({"id": id, "connection_status": "pending", "sync_status": sync});
+        format!("global update-keepalive {data}")
+    }
+
+    /// `global update-connection-status`: the agent sent its shutdown message. 4.14 also records
+    /// why ([`STATUS_SHUTDOWN`]); 4.3's command has no `status_code`.
+    pub fn shutdown(&self, id: u32) -> String {
+        let sync = self.sync_status(Change::Status);
+        let mut data = json!({"id": id, "connection_status": "disconnected", "sync_status": sync});
+        if self.dialect == Dialect::V4_14 {
+            data["status_code"] = json!(STATUS_SHUTDOWN);
+        }
+        format!("global update-connection-status {data}")
+    }
+
     /// `global update-agent-data`: the agent connected and told remoted about itself. The agent
     /// needs a full agent-info sync (`syncreq`) and has its shared configuration (`synced`).
     pub fn update_agent_data(&self, id: u32, name: &str) -> String {
@@ -150,19 +201,6 @@ impl Reporter {
         }
         format!("global update-agent-data {data}")
     }
-}
-
-/// `global update-keepalive`: the agent is alive; only its keepalive needs syncing.
-pub fn keepalive(id: u32) -> String {
-    let data = json!({"id": id, "connection_status": "active", "sync_status": "syncreq_keepalive"});
-    format!("global update-keepalive {data}")
-}
-
-/// `global update-connection-status`: the agent went `disconnected` or came back `active`.
-pub fn connection_status(id: u32, active: bool) -> String {
-    let status = if active { "active" } else { "disconnected" };
-    let data = json!({"id": id, "connection_status": status, "sync_status": "syncreq_status", "status_code": 0});
-    format!("global update-connection-status {data}")
 }
 
 #[cfg(test)]
@@ -199,13 +237,18 @@ mod tests {
         assert!(!already_inserted("Invalid JSON data, near '{'"));
     }
 
-    #[test]
-    fn agent_data_names_the_node_and_skips_empty_members() {
-        let reporter = Reporter {
+    fn reporter(dialect: Dialect) -> Reporter {
+        Reporter {
             node_name: "worker1".into(),
             manager_host: "host1".into(),
             version: "Wazuh v4.14.7".into(),
-        };
+            dialect,
+        }
+    }
+
+    #[test]
+    fn agent_data_names_the_node_and_skips_empty_members() {
+        let reporter = reporter(Dialect::V4_14);
         let data = argument(&reporter.update_agent_data(4, "w1-agent-4"));
         assert_eq!(data["id"], 4);
         assert_eq!(data["node_name"], "worker1");
@@ -227,19 +270,39 @@ mod tests {
     }
 
     #[test]
-    fn keepalive_and_status_commands() {
+    fn keepalive_startup_and_shutdown_in_4_14_mark_only_what_changed() {
+        let remoted = reporter(Dialect::V4_14);
+        assert!(remoted.keepalive(3).starts_with("global update-keepalive "));
         assert_eq!(
-            argument(&keepalive(3)),
+            argument(&remoted.keepalive(3)),
             json!({"id": 3, "connection_status": "active", "sync_status": "syncreq_keepalive"})
         );
-        assert!(keepalive(3).starts_with("global update-keepalive "));
+        assert!(remoted.startup(3).starts_with("global update-keepalive "));
         assert_eq!(
-            argument(&connection_status(3, false)),
-            json!({"id": 3, "connection_status": "disconnected", "sync_status": "syncreq_status", "status_code": 0})
+            argument(&remoted.startup(3)),
+            json!({"id": 3, "connection_status": "pending", "sync_status": "syncreq_status"})
+        );
+        assert!(remoted
+            .shutdown(3)
+            .starts_with("global update-connection-status "));
+        assert_eq!(
+            argument(&remoted.shutdown(3)),
+            json!({"id": 3, "connection_status": "disconnected", "sync_status": "syncreq_status", "status_code": 3})
+        );
+    }
+
+    #[test]
+    fn in_4_3_every_change_asks_for_a_full_sync_and_shutdown_has_no_status_code() {
+        let remoted = reporter(Dialect::V4_3);
+        assert_eq!(argument(&remoted.keepalive(3))["sync_status"], "syncreq");
+        assert_eq!(argument(&remoted.startup(3))["sync_status"], "syncreq");
+        assert_eq!(
+            argument(&remoted.shutdown(3)),
+            json!({"id": 3, "connection_status": "disconnected", "sync_status": "syncreq"})
         );
         assert_eq!(
-            argument(&connection_status(3, true))["connection_status"],
-            "active"
+            argument(&remoted.update_agent_data(3, "a"))["sync_status"],
+            "syncreq"
         );
     }
 

@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::commands::Reporter;
 use super::LoadError;
-use crate::config::{Config, NodeType, SettingsOverrides, OSSEC_CONF};
+use crate::config::{Config, Dialect, NodeType, SettingsOverrides, OSSEC_CONF};
 use crate::control::client::{socket_path, ControlError, LocalClient};
 use crate::store::backend::{WDB_HTTP_SOCKET, WDB_SOCKET};
 use crate::store::{WazuhDb, WdbSocket, WdbStatus};
@@ -55,6 +56,22 @@ impl NodeFacts {
             wazuh_version,
             manager_host: host_name().unwrap_or_else(|| config.cluster.node_name.clone()),
             agents_before,
+        })
+    }
+
+    /// What every report of this node's agents carries, in the node's dialect.
+    pub fn reporter(&self) -> Result<Reporter, LoadError> {
+        let dialect = Dialect::from_version(&self.wazuh_version).map_err(|e| {
+            LoadError::Config(format!(
+                "node {} cannot take simulated agents: {e}",
+                self.node_name
+            ))
+        })?;
+        Ok(Reporter {
+            node_name: self.node_name.clone(),
+            manager_host: self.manager_host.clone(),
+            version: format!("Wazuh v{}", self.wazuh_version),
+            dialect,
         })
     }
 

@@ -268,8 +268,8 @@ fn replace_labels(tx: &Transaction, id: i64, text: &str) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// `global update-connection-status {"id","connection_status","sync_status","status_code"}`;
-/// `disconnected` records the time of disconnection.
+/// `global update-connection-status {"id","connection_status","sync_status","status_code"}`
+/// (4.3's command has no `status_code`: 0); `disconnected` records the time of disconnection.
 pub fn update_connection_status(tx: &Transaction, ctx: &Ctx, input: &str) -> WdbReply {
     let data = match parse_object(input) {
         Ok(data) => data,
@@ -281,9 +281,10 @@ pub fn update_connection_status(tx: &Transaction, ctx: &Ctx, input: &str) -> Wdb
             .and_then(|v| int(Some(v))),
         data["connection_status"].as_str(),
         data["sync_status"].as_str(),
-        data.get("status_code")
-            .filter(|v| v.is_number())
-            .and_then(|v| int(Some(v))),
+        match data.get("status_code") {
+            None => Some(0),
+            Some(v) => Some(v).filter(|v| v.is_number()).and_then(|v| int(Some(v))),
+        },
     ) else {
         return invalid_data(input);
     };
@@ -484,12 +485,20 @@ mod tests {
                 .starts_with("Cannot execute Global database query; CHECK constraint failed"),
             "{bad:?}"
         );
-        let missing = q(
+        // 4.3's form, without a status code.
+        ok(
             &db,
-            r#"global update-connection-status {"id":1,"connection_status":"active","sync_status":"synced"}"#,
+            r#"global update-connection-status {"id":1,"connection_status":"disconnected","sync_status":"syncreq"}"#,
         );
-        assert_eq!(missing.status, WdbStatus::Err);
-        assert!(missing.payload.starts_with("Invalid JSON data, near"));
+        let agent = &json(&ok(&db, "global get-agent-info 1"))[0];
+        assert_eq!(agent["status_code"], 0);
+        assert_eq!(agent["sync_status"], "syncreq");
+        let bad_code = q(
+            &db,
+            r#"global update-connection-status {"id":1,"connection_status":"active","sync_status":"synced","status_code":"3"}"#,
+        );
+        assert_eq!(bad_code.status, WdbStatus::Err);
+        assert!(bad_code.payload.starts_with("Invalid JSON data, near"));
     }
 
     #[test]
