@@ -144,6 +144,22 @@ fn three_workers_are_listed_everywhere(driver: &'static str) {
     assert!(workers[1]
         .log()
         .contains("Successfully connected to master."));
+    // -a lists the manager itself as agent 000: this host, active on the master's node (the
+    // embedded database holds the row a full manager's daemons would write), relayed from a worker.
+    let host = clusterd::store::host::name().expect("host name");
+    for home in [&master.home, &workers[0].home] {
+        let (code, agents, err) = control(home, &["-a"]);
+        assert_eq!(code, 0, "{err}");
+        let manager: Vec<&str> = agents
+            .lines()
+            .find(|l| l.starts_with("000 "))
+            .unwrap_or_else(|| panic!("no agent 000:\n{agents}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(manager[1], host, "{agents}");
+        assert!(manager.contains(&"active"), "{agents}");
+        assert_eq!(manager.last(), Some(&"master"), "{agents}");
+    }
     // SIGTERM: clean exit, pid file and socket gone, and cluster_control says so.
     let home = master.home.clone();
     assert_eq!(master.stop(), Some(0));

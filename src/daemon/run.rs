@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
 use crate::pool::{AgentEnv, ApplyPolicy, DaemonForwarder, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
 use crate::proto::node::{AgentSettings, Node, NodeSettings, Now, SyncSettings, Timers};
-use crate::store::{DaemonRouter, Registrar};
+use crate::store::{Backend, DaemonRouter, ManagerRow, Registrar};
 use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
 use crate::transport::event_loop::{job_channel, EventLoop, LoopLimits};
 use crate::{clog_error, clog_info, clog_warn};
@@ -219,6 +219,17 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
     clog_info!(tag, "Main", "Worker pool of {} threads.", runner.threads());
     let agent_db = crate::store::open(&config.home, !is_master)?;
     clog_info!(tag, "Main", "Agent database: {}.", agent_db.backend);
+    if matches!(agent_db.backend, Backend::Embedded { .. }) {
+        let row =
+            ManagerRow::of_this_host(&config.cluster.node_name, &config.settings.wazuh_version);
+        if let Err(e) = row.write(&*agent_db.db) {
+            clog_warn!(
+                tag,
+                "Main",
+                "Could not write the manager's row (agent 000): {e}"
+            );
+        }
+    }
     // The master answers daemon requests forwarded by workers (registrations above all); the
     // embedded registration service stands in for authd whenever its socket does not answer.
     let daemons: Option<Arc<dyn DaemonForwarder>> = if is_master {

@@ -54,7 +54,8 @@ impl NodeFacts {
             node_name: config.cluster.node_name.clone(),
             node_type: config.cluster.node_type,
             wazuh_version,
-            manager_host: host_name().unwrap_or_else(|| config.cluster.node_name.clone()),
+            manager_host: crate::store::host::name()
+                .unwrap_or_else(|| config.cluster.node_name.clone()),
             agents_before,
         })
     }
@@ -142,12 +143,6 @@ fn database_agents(home: &Path, timeout: Duration) -> Result<Option<u64>, LoadEr
 }
 
 /// This machine's host name (as the kernel has it), which remoted reports as the agents' manager.
-fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

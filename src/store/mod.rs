@@ -12,11 +12,15 @@
 //! - [`server`]: [`WdbServer`], which serves any [`WazuhDb`] on a socket framed like wazuh-db's;
 //! - [`paging`]: [`query_ok`] and [`query_pages`], the reply handling every caller shares;
 //! - [`backend`]: [`open`], the choice between a running wazuh-db and the embedded database.
+//! - [`host`] and [`manager_row`]: the manager's own row (agent 000), written for the embedded
+//!   database as a full manager's daemons write it for wazuh-db.
 //! - [`registration`]: agent registration on the master ([`Registrar`]) and the routing of
 //!   daemon requests forwarded by workers ([`DaemonRouter`]).
 
 pub mod backend;
 pub mod embedded;
+pub mod host;
+pub mod manager_row;
 pub mod paging;
 pub mod registration;
 pub mod server;
@@ -26,6 +30,7 @@ pub mod wire;
 
 pub use backend::{open, AgentDb, Backend};
 pub use embedded::EmbeddedDb;
+pub use manager_row::ManagerRow;
 pub use paging::{query_ok, query_pages, DbError};
 pub use registration::{DaemonRouter, Registrar};
 pub use server::{ServerLimits, WdbServer};

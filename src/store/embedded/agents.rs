@@ -251,6 +251,29 @@ pub fn update_agent_data(tx: &Transaction, ctx: &Ctx, input: &str) -> WdbReply {
     }
 }
 
+/// `global update-agent-name {"id","name"}`: what wazuh-modulesd writes for the manager (000).
+pub fn update_name(tx: &Transaction, input: &str) -> WdbReply {
+    let data = match parse_object(input) {
+        Ok(data) => data,
+        Err(reply) => return reply,
+    };
+    let (Some(id), Some(name)) = (
+        data.get("id")
+            .filter(|v| v.is_number())
+            .and_then(|v| int(Some(v))),
+        data["name"].as_str(),
+    ) else {
+        return invalid_data(input);
+    };
+    match tx.execute(
+        "UPDATE agent SET name = ?1 WHERE id = ?2",
+        params![name, id],
+    ) {
+        Ok(_) => WdbReply::ok(),
+        Err(e) => query_failed(&e),
+    }
+}
+
 /// Replaces an agent's labels with the `key:value` lines of `text` (lines without `:` are skipped).
 fn replace_labels(tx: &Transaction, id: i64, text: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM labels WHERE id = ?1", [id])?;
@@ -443,6 +466,23 @@ mod tests {
             r#"global sync-agent-groups-get {"condition":"all"}"#,
         ));
         assert_eq!(reply, json(r#"[{"data":[]}]"#));
+    }
+
+    #[test]
+    fn update_agent_name_renames_and_checks_its_input() {
+        let db = db();
+        ok(
+            &db,
+            r#"global update-agent-name {"id":0,"name":"wazuh-master"}"#,
+        );
+        let manager = &json(&ok(&db, "global get-agent-info 0"))[0];
+        assert_eq!(manager["name"], "wazuh-master");
+        let bad = q(&db, r#"global update-agent-name {"id":"0","name":"x"}"#);
+        assert_eq!(bad.status, WdbStatus::Err);
+        assert!(
+            bad.payload.starts_with("Invalid JSON data, near"),
+            "{bad:?}"
+        );
     }
 
     #[test]

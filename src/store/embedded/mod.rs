@@ -160,6 +160,7 @@ fn dispatch(
         "delete-agent" => agents::delete(tx, arg),
         "update-keepalive" => agents::update_keepalive(tx, ctx, arg),
         "update-agent-data" => agents::update_agent_data(tx, ctx, arg),
+        "update-agent-name" => agents::update_name(tx, arg),
         "update-connection-status" => agents::update_connection_status(tx, ctx, arg),
         "get-all-agents" => agents::get_all(tx, arg),
         "get-agent-info" => agents::get_info(tx, arg),

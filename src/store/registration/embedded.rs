@@ -89,11 +89,7 @@ fn system_clock() -> i64 {
 
 /// This host's name, as authd compares agent names with; `localhost` when unknown, as authd does.
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
+    crate::store::host::name().unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl Registrar {
