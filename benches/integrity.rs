@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use clusterd::pool::hash_file;
 use clusterd::sync::metadata::{self, FileMeta, Metadata};
-use clusterd::sync::package::{zip, zlib, AddOutcome, PackageSink, UnpackLimits};
+use clusterd::sync::package::{zip, zlib, AddOutcome, PackageError, PackageSink, UnpackLimits};
 use clusterd::sync::HashKind;
 
 const KIB: usize = 1024;
@@ -235,42 +235,38 @@ fn remove_old(path: &Path) {
 fn build(format: Format, set: &FileSet, out: &Path) -> File {
     remove_old(out);
     let file = File::create_new(out).expect("the package file can be created");
-    let add = |outcome: AddOutcome| match outcome {
-        AddOutcome::Added { .. } => {}
-        other => panic!("file not added: {other:?}"),
-    };
     match format {
         Format::Zlib => {
             let mut writer = zlib::ZlibPackageWriter::new(file, COMPRESS_LEVEL, MAX_ZIP_BYTES);
-            for (rel, path) in &set.files {
-                let mut source = File::open(path).expect("the source file is readable");
-                let size = source
-                    .metadata()
-                    .expect("the source file has metadata")
-                    .len();
-                add(writer
-                    .add_file(rel, size, &mut source)
-                    .expect("the package is writable"));
-            }
+            add_all(set, |rel, size, source| writer.add_file(rel, size, source));
             writer
                 .finish(&set.metadata_json)
                 .expect("the package is finished")
         }
         Format::Zip => {
             let mut writer = zip::ZipPackageWriter::new(file);
-            for (rel, path) in &set.files {
-                let mut source = File::open(path).expect("the source file is readable");
-                let size = source
-                    .metadata()
-                    .expect("the source file has metadata")
-                    .len();
-                add(writer
-                    .add_file(rel, size, &mut source)
-                    .expect("the package is writable"));
-            }
+            add_all(set, |rel, size, source| writer.add_file(rel, size, source));
             writer
                 .finish(&set.metadata_json)
                 .expect("the package is finished")
+        }
+    }
+}
+
+/// Offers every file of `set` to `add` (a package writer's `add_file`), which must take them all.
+fn add_all(
+    set: &FileSet,
+    mut add: impl FnMut(&str, u64, &mut File) -> Result<AddOutcome, PackageError>,
+) {
+    for (rel, path) in &set.files {
+        let mut source = File::open(path).expect("the source file is readable");
+        let size = source
+            .metadata()
+            .expect("the source file has metadata")
+            .len();
+        match add(rel, size, &mut source).expect("the package is writable") {
+            AddOutcome::Added { .. } => {}
+            other => panic!("file not added: {other:?}"),
         }
     }
 }

@@ -10,20 +10,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-run=1
-case "${1:-}" in
-    "") ;;
-    --no-run) run=0 ;;
-    *)
-        echo "usage: $0 [--no-run]" >&2
-        exit 2
-        ;;
-esac
-
-if [[ $run == 1 ]]; then
-    # Criterion bounds each benchmark's time itself; the timeout only guards against a hung build.
-    timeout 1800 cargo bench --bench codec -- --noplot
-fi
+# shellcheck source=perf/lib/bench.sh
+source perf/lib/bench.sh
+run_bench_unless_no_run codec "$@"
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 results="$target_dir/criterion/codec"

@@ -232,6 +232,17 @@ mod tests {
     }
 
     /// A cache that trusts any file not changed after the start of the run, so tests need not wait.
+    /// One 4.14 run (BLAKE2b, the 4.14 files table) over `home`.
+    fn run_4_14(home: &Path, cache: &mut IntegrityCache) -> IntegrityReport {
+        local_integrity(
+            home,
+            &table(Dialect::V4_14),
+            HashKind::Blake2b512,
+            Dialect::V4_14,
+            cache,
+        )
+    }
+
     fn eager_cache() -> IntegrityCache {
         IntegrityCache {
             racy_margin: Duration::ZERO,
@@ -367,18 +378,9 @@ mod tests {
         let home = tree();
         let files = table(Dialect::V4_14);
         let mut cache = eager_cache();
-        let run = |cache: &mut IntegrityCache| {
-            local_integrity(
-                home.path(),
-                &files,
-                HashKind::Blake2b512,
-                Dialect::V4_14,
-                cache,
-            )
-        };
-        let first = run(&mut cache);
+        let first = run_4_14(home.path(), &mut cache);
         assert_eq!(first.hashed, 7);
-        let second = run(&mut cache);
+        let second = run_4_14(home.path(), &mut cache);
         assert_eq!(second.hashed, 0);
         assert_eq!(second.bytes_hashed, 0);
         assert_eq!(second.metadata, first.metadata);
@@ -388,12 +390,12 @@ mod tests {
             "etc/rules/local_rules.xml",
             "<group name=\"x\"/>",
         );
-        let third = run(&mut cache);
+        let third = run_4_14(home.path(), &mut cache);
         assert_eq!(third.hashed, 1);
         assert_eq!(third.bytes_hashed, 17);
 
         fs::remove_file(home.path().join("etc/lists/audit-keys")).unwrap();
-        let fourth = run(&mut cache);
+        let fourth = run_4_14(home.path(), &mut cache);
         assert_eq!(fourth.hashed, 0);
         assert!(!fourth.metadata.contains_key("etc/lists/audit-keys"));
         assert_eq!(cache.len(), 6);
@@ -412,16 +414,9 @@ mod tests {
     #[test]
     fn a_rewrite_keeping_size_and_mtime_is_still_caught() {
         let home = tree();
-        let files = table(Dialect::V4_14);
         let path = home.path().join("etc/shared/default/agent.conf");
         let mut cache = eager_cache();
-        let before = local_integrity(
-            home.path(),
-            &files,
-            HashKind::Blake2b512,
-            Dialect::V4_14,
-            &mut cache,
-        );
+        let before = run_4_14(home.path(), &mut cache);
         let old_mtime = before.metadata["etc/shared/default/agent.conf"].mod_time;
 
         // Same length, mtime set back to the old value (as `touch -d` would): only ctime and the inode
@@ -443,13 +438,7 @@ mod tests {
         assert_eq!(after_meta.len(), "<agent_config/>".len() as u64);
         assert_eq!(after_meta.modified().unwrap(), old_modified);
 
-        let after = local_integrity(
-            home.path(),
-            &files,
-            HashKind::Blake2b512,
-            Dialect::V4_14,
-            &mut cache,
-        );
+        let after = run_4_14(home.path(), &mut cache);
         assert_eq!(after.hashed, 1);
         let entry = &after.metadata["etc/shared/default/agent.conf"];
         assert_eq!(entry.mod_time, old_mtime);
@@ -463,13 +452,7 @@ mod tests {
         fs::write(&path, "<agent_config/>").unwrap();
         set_mtime_back(&path);
         assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
-        let again = local_integrity(
-            home.path(),
-            &files,
-            HashKind::Blake2b512,
-            Dialect::V4_14,
-            &mut cache,
-        );
+        let again = run_4_14(home.path(), &mut cache);
         assert_eq!(again.hashed, 1);
         assert_eq!(
             again.metadata["etc/shared/default/agent.conf"].digest,
@@ -480,20 +463,10 @@ mod tests {
     #[test]
     fn recently_changed_files_are_hashed_again_next_run() {
         let home = tree();
-        let files = table(Dialect::V4_14);
         let mut cache = IntegrityCache::default();
-        let run = |cache: &mut IntegrityCache| {
-            local_integrity(
-                home.path(),
-                &files,
-                HashKind::Blake2b512,
-                Dialect::V4_14,
-                cache,
-            )
-        };
-        assert_eq!(run(&mut cache).hashed, 7);
+        assert_eq!(run_4_14(home.path(), &mut cache).hashed, 7);
         // Every file was written a moment ago: none of their digests can be trusted yet.
-        assert_eq!(run(&mut cache).hashed, 7);
+        assert_eq!(run_4_14(home.path(), &mut cache).hashed, 7);
     }
 
     #[test]
