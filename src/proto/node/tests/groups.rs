@@ -127,6 +127,26 @@ impl Sim {
     }
 }
 
+/// One worker; it and the master hold the keys of agents 1 and 2.
+fn one_worker_holding_keys_1_and_2() -> Sim {
+    let mut sim = sim(1);
+    for node in ["master", "w1"] {
+        sim.hold_keys(node, "k1", &[1, 2]);
+    }
+    sim
+}
+
+/// Agent 1 synced to the worker; then the worker's database stalls while agent 2's groups are on
+/// their way.
+fn agent_2_on_its_way_to_a_stalled_worker() -> Sim {
+    let mut sim = one_worker_holding_keys_1_and_2();
+    sim.add_agent(1, &["default"]);
+    sim.run_for(Duration::from_secs(5));
+    sim.hold_agent_jobs.push(Some(0));
+    sim.add_agent(2, &["web"]);
+    sim
+}
+
 #[test]
 fn groups_assigned_on_the_master_reach_every_worker() {
     let mut sim = sim(2);
@@ -175,10 +195,7 @@ fn groups_assigned_on_the_master_reach_every_worker() {
 
 #[test]
 fn a_drifting_worker_asks_for_everything_and_is_restored() {
-    let mut sim = sim(1);
-    for node in ["master", "w1"] {
-        sim.hold_keys(node, "k1", &[1, 2]);
-    }
+    let mut sim = one_worker_holding_keys_1_and_2();
     sim.add_agent(1, &["default"]);
     sim.add_agent(2, &["web"]);
     sim.run_for(Duration::from_secs(8));
@@ -213,10 +230,7 @@ fn a_drifting_worker_asks_for_everything_and_is_restored() {
 
 #[test]
 fn an_agent_reaches_a_worker_only_once_it_holds_the_agents_key() {
-    let mut sim = sim(1);
-    for node in ["master", "w1"] {
-        sim.hold_keys(node, "k1", &[1, 2]);
-    }
+    let mut sim = one_worker_holding_keys_1_and_2();
     sim.add_agent(1, &["default"]);
     sim.add_agent(2, &["web"]);
     sim.run_for(Duration::from_secs(8));
@@ -250,15 +264,7 @@ fn an_agent_reaches_a_worker_only_once_it_holds_the_agents_key() {
 
 #[test]
 fn an_update_that_takes_too_long_is_reported_and_the_next_waits_for_it() {
-    let mut sim = sim(1);
-    for node in ["master", "w1"] {
-        sim.hold_keys(node, "k1", &[1, 2]);
-    }
-    sim.add_agent(1, &["default"]);
-    sim.run_for(Duration::from_secs(5));
-    // The worker's database stalls while a change is on its way.
-    sim.hold_agent_jobs.push(Some(0));
-    sim.add_agent(2, &["web"]);
+    let mut sim = agent_2_on_its_way_to_a_stalled_worker();
     let log = logged(|| sim.run_for(Duration::from_secs(8)));
     assert_lines(
         &log,
@@ -293,14 +299,7 @@ fn an_update_that_takes_too_long_is_reported_and_the_next_waits_for_it() {
 
 #[test]
 fn what_a_worker_failed_to_store_is_sent_again() {
-    let mut sim = sim(1);
-    for node in ["master", "w1"] {
-        sim.hold_keys(node, "k1", &[1, 2]);
-    }
-    sim.add_agent(1, &["default"]);
-    sim.run_for(Duration::from_secs(5));
-    sim.hold_agent_jobs.push(Some(0));
-    sim.add_agent(2, &["web"]);
+    let mut sim = agent_2_on_its_way_to_a_stalled_worker();
     sim.run_for(Duration::from_millis(1500));
     assert_eq!(sim.held_groups(), 1);
     // The worker's database fails the update: the master already marked agent 2 synced.
