@@ -717,3 +717,16 @@ fn a_worker_that_drops_mid_transfer_frees_its_lock_and_syncs_after_reconnecting(
 mod agent_info;
 mod groups;
 mod sendsync;
+
+/// Runs `f` and returns the `cluster.log` text it wrote (debug level 1).
+fn logged(f: impl FnOnce()) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.log");
+    let (subscriber, guard) = crate::logging::LogBuilder::new(&path)
+        .debug_level(1)
+        .subscriber()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, f);
+    drop(guard);
+    std::fs::read_to_string(&path).unwrap_or_default()
+}

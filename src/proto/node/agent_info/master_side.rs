@@ -142,21 +142,11 @@ impl Master {
             Err(_) => {
                 let sid = repr_bytes(sid.as_bytes());
                 let text = format!("error while trying to access string under task_id {sid}.");
-                let timeout = ctx.settings.timers.timeout_cluster_request;
-                if let Err(e) = peer.conn.request(
-                    "syn_m_a_err",
-                    text.as_bytes(),
-                    Purpose::AgentInfo,
-                    ctx.now.mono,
-                    timeout,
-                ) {
-                    clog_error!(tag, SUBTAG, "Could not send 'syn_m_a_err': {e}");
-                }
                 let error = WazuhError::with_extra(
                     3035,
                     format!("it should be under task_id {sid}, but it's empty."),
                 );
-                clog_error!(tag, SUBTAG, "{error}");
+                self.agent_info_fail(conn, &text, &error, ctx);
                 return;
             }
         };

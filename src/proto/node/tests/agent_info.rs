@@ -88,16 +88,8 @@ fn agent_info_health(sim: &mut Sim) -> Value {
 
 /// Runs `f` and returns the `cluster.log` lines it wrote (debug included), without their dates.
 fn logged(f: impl FnOnce()) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cluster.log");
-    let (subscriber, guard) = crate::logging::LogBuilder::new(&path)
-        .debug_level(1)
-        .subscriber()
-        .unwrap();
-    tracing::subscriber::with_default(subscriber, f);
-    drop(guard);
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    text.lines()
+    super::logged(f)
+        .lines()
         .filter_map(|l| l.splitn(3, ' ').nth(2))
         .map(str::to_owned)
         .collect()

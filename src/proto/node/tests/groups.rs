@@ -37,19 +37,6 @@ fn sim(workers: usize) -> Sim {
     sim
 }
 
-/// Runs `f` and returns the `cluster.log` lines it wrote (debug level 1).
-fn logged(f: impl FnOnce()) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cluster.log");
-    let (subscriber, guard) = crate::logging::LogBuilder::new(&path)
-        .debug_level(1)
-        .subscriber()
-        .unwrap();
-    tracing::subscriber::with_default(subscriber, f);
-    drop(guard);
-    std::fs::read_to_string(&path).unwrap()
-}
-
 /// Asserts `log` has a line containing each of `texts`, in this order.
 fn assert_lines(log: &str, texts: &[&str]) {
     let mut rest = log;
