@@ -80,9 +80,17 @@ mod tests {
     use super::*;
     use crate::store::EmbeddedDb;
 
+    /// Writes `row` into a new database and reads agent 000 back.
+    fn written(row: &ManagerRow) -> Value {
+        let db = EmbeddedDb::in_memory().expect("db");
+        row.write(&db).expect("written");
+        let reply = query_ok(&db, "global get-agent-info 0").expect("info");
+        let agents: Value = serde_json::from_str(&reply.payload).expect("json");
+        agents[0].clone()
+    }
+
     #[test]
     fn the_manager_row_names_the_host_node_version_and_system() {
-        let db = EmbeddedDb::in_memory().expect("db");
         let row = ManagerRow {
             name: "wazuh-master".into(),
             node_name: "master-node".into(),
@@ -98,10 +106,7 @@ mod tests {
                 "NAME=\"Debian GNU/Linux\"\nVERSION=\"12 (bookworm)\"\nID=debian\n",
             ),
         };
-        row.write(&db).expect("written");
-        let reply = query_ok(&db, "global get-agent-info 0").expect("info");
-        let agent: Value = serde_json::from_str(&reply.payload).expect("json");
-        let agent = &agent[0];
+        let agent = written(&row);
         assert_eq!(agent["name"], "wazuh-master");
         assert_eq!(agent["node_name"], "master-node");
         assert_eq!(agent["version"], "Wazuh v4.14.7");
@@ -124,7 +129,6 @@ mod tests {
 
     #[test]
     fn a_host_without_system_facts_still_gets_name_node_and_version() {
-        let db = EmbeddedDb::in_memory().expect("db");
         let row = ManagerRow {
             name: "m".into(),
             node_name: "n".into(),
@@ -132,11 +136,9 @@ mod tests {
             kernel: None,
             distribution: None,
         };
-        row.write(&db).expect("written");
-        let reply = query_ok(&db, "global get-agent-info 0").expect("info");
-        let agent: Value = serde_json::from_str(&reply.payload).expect("json");
-        assert_eq!(agent[0]["name"], "m");
-        assert_eq!(agent[0]["node_name"], "n");
-        assert_eq!(agent[0]["version"], "Wazuh v4.3.11");
+        let agent = written(&row);
+        assert_eq!(agent["name"], "m");
+        assert_eq!(agent["node_name"], "n");
+        assert_eq!(agent["version"], "Wazuh v4.3.11");
     }
 }
