@@ -64,7 +64,7 @@ pub fn connect_all(
     agents: &[Registered],
     out: &mut dyn Write,
 ) -> Result<Connection, LoadError> {
-    let reporter = node.reporter()?;
+    let reporter = node.reporter();
     let total = agents.len();
     let line = move |tally: &Tally, elapsed: Duration| {
         parallel::progress_text("connected", total, tally, elapsed)
@@ -157,7 +157,7 @@ pub fn keepalive_rounds(
         keepalives: 0,
         failures: Failures::default(),
     };
-    let reporter = node.reporter()?;
+    let reporter = node.reporter();
     let started = Instant::now();
     let mut disconnected = vec![false; agents.len()];
     loop {
@@ -263,6 +263,7 @@ mod tests {
             node_name: "worker1".into(),
             node_type: NodeType::Worker,
             wazuh_version: "4.14.7".into(),
+            dialect: crate::config::Dialect::V4_14,
             manager_host: "host1".into(),
             agents_before: Some(0),
         };

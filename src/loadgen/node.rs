@@ -22,6 +22,8 @@ pub struct NodeFacts {
     pub node_type: NodeType,
     /// The Wazuh version the node runs as (agents report `Wazuh v<this>`).
     pub wazuh_version: String,
+    /// The dialect of that version: which sync marks remoted leaves for the agent-info sync.
+    pub dialect: Dialect,
     /// The host name agents report as their manager.
     pub manager_host: String,
     /// Agents already in the node's database, when it could say.
@@ -48,12 +50,20 @@ impl NodeFacts {
         }
         let wazuh_version =
             daemon_version(home, timeout)?.unwrap_or_else(|| config.settings.wazuh_version.clone());
+        // Checked before anything is registered, so an unsupported version wastes no work.
+        let dialect = Dialect::from_version(&wazuh_version).map_err(|e| {
+            LoadError::Config(format!(
+                "node {} cannot take simulated agents: {e}",
+                config.cluster.node_name
+            ))
+        })?;
         let agents_before = database_agents(home, timeout)?;
         Ok(NodeFacts {
             home: home.to_path_buf(),
             node_name: config.cluster.node_name.clone(),
             node_type: config.cluster.node_type,
             wazuh_version,
+            dialect,
             manager_host: crate::store::host::name()
                 .unwrap_or_else(|| config.cluster.node_name.clone()),
             agents_before,
@@ -61,19 +71,13 @@ impl NodeFacts {
     }
 
     /// What every report of this node's agents carries, in the node's dialect.
-    pub fn reporter(&self) -> Result<Reporter, LoadError> {
-        let dialect = Dialect::from_version(&self.wazuh_version).map_err(|e| {
-            LoadError::Config(format!(
-                "node {} cannot take simulated agents: {e}",
-                self.node_name
-            ))
-        })?;
-        Ok(Reporter {
+    pub fn reporter(&self) -> Reporter {
+        Reporter {
             node_name: self.node_name.clone(),
             manager_host: self.manager_host.clone(),
             version: format!("Wazuh v{}", self.wazuh_version),
-            dialect,
-        })
+            dialect: self.dialect,
+        }
     }
 
     /// The node's local socket.
