@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use clusterd::control::client::{ControlError, LocalClient};
 use clusterd::control::format;
-use clusterd::daemon::pidfile::running_daemon;
+use clusterd::daemon::pidfile::{is_clusterd, running_daemon};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -52,12 +52,15 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn connect(home: &Path, timeout: u64) -> Result<LocalClient, ExitCode> {
-    if running_daemon(home).is_none() {
+/// The local daemon's socket, and whether that daemon is clusterd (and so answers our own commands,
+/// such as `get_runtime`) rather than Wazuh's.
+fn connect(home: &Path, timeout: u64) -> Result<(LocalClient, bool), ExitCode> {
+    let Some(pid) = running_daemon(home) else {
         return Err(fail("Cluster is not running."));
-    }
-    LocalClient::connect(home, Duration::from_secs(timeout))
-        .map_err(|e| fail(format!("Cluster is not running ({e}).")))
+    };
+    let client = LocalClient::connect(home, Duration::from_secs(timeout))
+        .map_err(|e| fail(format!("Cluster is not running ({e}).")))?;
+    Ok((client, is_clusterd(pid)))
 }
 
 /// Agents asked for per `get_agents` request (the most a node answers at once).
@@ -106,14 +109,15 @@ fn run(args: Args) -> Result<(), ExitCode> {
     if !args.filter_status.is_empty() && !args.agents {
         return Err(fail("Wrong arguments."));
     }
-    let mut client = connect(&args.home, args.timeout)?;
+    let (mut client, clusterd) = connect(&args.home, args.timeout)?;
     let filter = if args.filter_node.is_empty() {
         serde_json::Value::Null
     } else {
         json!(args.filter_node)
     };
+    // The arguments every Wazuh master takes: 4.3 refuses `distinct`, later releases default it.
     let nodes_args = json!({"filter_node": filter, "offset": 0, "limit": 500, "sort": null, "search": null,
-                            "select": null, "filter_type": "all", "distinct": false});
+                            "select": null, "filter_type": "all"});
     let get = |client: &mut LocalClient,
                command: &str,
                payload: &[u8]|
@@ -129,27 +133,32 @@ fn run(args: Args) -> Result<(), ExitCode> {
         return Ok(());
     }
     if let Some(more) = &args.health {
-        let nodes = get(&mut client, "get_nodes", nodes_args.to_string().as_bytes())?;
-        let names: Vec<serde_json::Value> = nodes["items"]
-            .as_array()
-            .map(|a| a.iter().map(|i| i["name"].clone()).collect())
-            .unwrap_or_default();
-        let health = get(
-            &mut client,
-            "get_health",
-            json!(names).to_string().as_bytes(),
-        )?;
+        // As Wazuh's tool: the health of the named nodes, or of every node `get_nodes` lists.
+        let names = if args.filter_node.is_empty() {
+            let nodes = get(&mut client, "get_nodes", nodes_args.to_string().as_bytes())?;
+            let names: Vec<serde_json::Value> = nodes["items"]
+                .as_array()
+                .map(|a| a.iter().map(|i| i["name"].clone()).collect())
+                .unwrap_or_default();
+            json!(names)
+        } else {
+            filter
+        };
+        let health = get(&mut client, "get_health", names.to_string().as_bytes())?;
         let config = get(&mut client, "get_config", b"")?;
-        let runtime = get(&mut client, "get_runtime", b"")?;
         let cluster_name = config["name"].as_str().unwrap_or("wazuh");
         print!(
             "{}",
             format::health_text(&health, cluster_name, more == "more").map_err(fail)?
         );
-        println!(
-            "IO driver: {}",
-            runtime["io_driver"].as_str().unwrap_or("unknown")
-        );
+        // Ours only: a Wazuh daemon is never asked, and a daemon that cannot say is passed over.
+        if clusterd {
+            if let Ok(runtime) = client.call_json("get_runtime", b"") {
+                if let Some(driver) = runtime["io_driver"].as_str() {
+                    println!("IO driver: {driver}");
+                }
+            }
+        }
         return Ok(());
     }
     if args.agents {

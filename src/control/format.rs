@@ -33,6 +33,38 @@ pub enum FormatError {
 /// Placeholder the daemon uses for a date that was never set.
 const NOT_SET: &str = "n/a";
 
+/// Which Wazuh release's `cluster_control` the `-i` text follows. Wazuh 4.4 added the agent-groups
+/// tasks and dropped the extra-valid counts, so a 4.3 cluster is shown as the 4.3 tool shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthLayout {
+    /// Wazuh 4.3: extra-valid counts, no agent-groups tasks.
+    V4_3,
+    /// Wazuh 4.4 and later (4.14): agent-groups tasks, no extra-valid counts.
+    V4_14,
+}
+
+impl HealthLayout {
+    /// The layout of the release the answer's nodes run (they all run the master's version);
+    /// an answer naming no version is taken as the newer layout.
+    pub fn of(get_health_result: &Value) -> HealthLayout {
+        let versions = get_health_result["nodes"]
+            .as_object()
+            .into_iter()
+            .flat_map(|nodes| nodes.values())
+            .filter_map(|node| node["info"]["version"].as_str());
+        for version in versions {
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            if let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) {
+                return match (major, minor) {
+                    (4, 0..=3) | (0..=3, _) => HealthLayout::V4_3,
+                    _ => HealthLayout::V4_14,
+                };
+            }
+        }
+        HealthLayout::V4_14
+    }
+}
+
 /// `-l`: the node table (`NAME TYPE VERSION ADDRESS`), from the `get_nodes` answer
 /// `{"items": [{"name", "type", "version", "ip"}, ...], ...}`, rows in the given order.
 pub fn nodes_table(get_nodes_result: &Value) -> Result<String, FormatError> {
@@ -79,7 +111,8 @@ pub fn agents_table(items: &[Value]) -> String {
     table(&rows)
 }
 
-/// `-i` and `-i more`: cluster health from the `get_health` answer.
+/// `-i` and `-i more`: cluster health from the `get_health` answer, laid out as the `cluster_control`
+/// of the answer's release prints it ([`HealthLayout::of`]).
 ///
 /// Nodes are listed in name order. Without `more`, one summary line per worker with the end dates
 /// of its last synchronizations; with `more`, a block per node (workers with detailed sections).
@@ -89,6 +122,7 @@ pub fn health_text(
     cluster_name: &str,
     more: bool,
 ) -> Result<String, FormatError> {
+    let layout = HealthLayout::of(get_health_result);
     let root = At::root(get_health_result);
     let connected = root.get("n_connected_nodes")?.text();
     let nodes = root.get("nodes")?;
@@ -120,9 +154,9 @@ pub fn health_text(
         if node_type.value.as_str() != Some("master") {
             let status = node.get("status")?;
             if !more {
-                worker_summary(&mut summary, name, &ip, &status)?;
+                worker_summary(&mut summary, name, &ip, &status, layout)?;
             }
-            worker_details(&mut details, &status)?;
+            worker_details(&mut details, &status, layout)?;
         }
     }
     summary.push('\n');
@@ -134,11 +168,27 @@ pub fn health_text(
 }
 
 /// One `-i` line: end dates of the last runs of each task and the last keep-alive.
-fn worker_summary(out: &mut String, name: &str, ip: &str, status: &At) -> Result<(), FormatError> {
+fn worker_summary(
+    out: &mut String,
+    name: &str,
+    ip: &str,
+    status: &At,
+    layout: HealthLayout,
+) -> Result<(), FormatError> {
+    let groups = match layout {
+        HealthLayout::V4_3 => String::new(),
+        HealthLayout::V4_14 => format!(
+            "Agent-groups: {} | Agent-groups full: {} | ",
+            status.at(&["last_sync_agentgroup", "date_end"])?.text(),
+            status
+                .at(&["last_sync_full_agentgroup", "date_end"])?
+                .text(),
+        ),
+    };
     let _ = writeln!(
         out,
         "    {name} ({ip}): Integrity check: {} | Integrity sync: {} | Agents-info: {} | \
-         Agent-groups: {} | Agent-groups full: {} | Last keep alive: {}.",
+         {groups}Last keep alive: {}.",
         status
             .at(&["last_check_integrity", "date_end_master"])?
             .text(),
@@ -148,17 +198,13 @@ fn worker_summary(out: &mut String, name: &str, ip: &str, status: &At) -> Result
         status
             .at(&["last_sync_agentinfo", "date_end_master"])?
             .text(),
-        status.at(&["last_sync_agentgroup", "date_end"])?.text(),
-        status
-            .at(&["last_sync_full_agentgroup", "date_end"])?
-            .text(),
         status.get("last_keep_alive")?.text(),
     );
     Ok(())
 }
 
 /// The `Status:` block of a worker in `-i more`.
-fn worker_details(out: &mut String, status: &At) -> Result<(), FormatError> {
+fn worker_details(out: &mut String, status: &At, layout: HealthLayout) -> Result<(), FormatError> {
     const IND2: &str = "            ";
     const IND3: &str = "                ";
     let _ = writeln!(out, "        Status:");
@@ -190,13 +236,32 @@ fn worker_details(out: &mut String, status: &At) -> Result<(), FormatError> {
         "{IND3}Last integrity synchronization: {}.",
         span(&sync, "date_start_master", "date_end_master")?
     );
-    let _ = writeln!(
-        out,
-        "{IND3}Synchronized files: Shared: {} | Missing: {} | Extra: {}.",
+    let (shared, missing, extra) = (
         files.get("shared")?.text(),
         files.get("missing")?.text(),
-        files.get("extra")?.text()
+        files.get("extra")?.text(),
     );
+    match layout {
+        HealthLayout::V4_3 => {
+            let _ = writeln!(
+                out,
+                "{IND3}Synchronized files: Shared: {shared} | Missing: {missing} | Extra: {extra} | \
+                 Extra valid: {}.",
+                files.get("extra_valid")?.text()
+            );
+            let _ = writeln!(
+                out,
+                "{IND3}Extra valid files correctly updated in master: {}.",
+                sync.get("total_extra_valid")?.text()
+            );
+        }
+        HealthLayout::V4_14 => {
+            let _ = writeln!(
+                out,
+                "{IND3}Synchronized files: Shared: {shared} | Missing: {missing} | Extra: {extra}."
+            );
+        }
+    }
 
     let info = status.get("last_sync_agentinfo")?;
     let _ = writeln!(out, "{IND2}Agents-info:");
@@ -216,6 +281,9 @@ fn worker_details(out: &mut String, status: &At) -> Result<(), FormatError> {
         status.get("sync_agent_info_free")?.text()
     );
 
+    if layout == HealthLayout::V4_3 {
+        return Ok(());
+    }
     for (key, label) in [
         ("last_sync_agentgroup", "Agents-groups"),
         ("last_sync_full_agentgroup", "Agents-groups full"),

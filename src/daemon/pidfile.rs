@@ -100,6 +100,18 @@ pub fn running_daemon(home: &Path) -> Option<u32> {
         .find(|pid| Path::new("/proc").join(pid.to_string()).exists())
 }
 
+/// Whether process `pid` is this project's daemon rather than Wazuh's Python one: ours runs as the
+/// `wazuh-clusterd` program itself, Wazuh's as its Python interpreter running the script (its
+/// `argv[0]` is the interpreter). Tools use it to keep commands of ours away from a stock daemon.
+pub fn is_clusterd(pid: u32) -> bool {
+    let Ok(cmdline) = fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline")) else {
+        return false;
+    };
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let program = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    program == b"wazuh-clusterd"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use futures_channel::mpsc::UnboundedSender;
 
@@ -15,6 +15,7 @@ use super::jobs::agents::AgentEnv;
 use super::threads::{JobError, Pool};
 use crate::config::{Dialect, FilesTable};
 use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, JobRunner};
+use crate::store::WazuhDb;
 use crate::sync::{HashKind, Metadata};
 
 /// Everything about this node the jobs need, fixed at start.
@@ -47,6 +48,9 @@ pub(super) struct Shared {
     /// Digest of the `client.keys` content whose agents the master last reported (outer `None`:
     /// none reported yet), so the file is parsed only when it changes.
     pub(super) client_keys_read: Mutex<Option<Option<String>>>,
+    /// The agent database, once the agent threads are added: the 4.3 master asks it which
+    /// agents exist before it requests their agent-group files.
+    pub(super) agents_db: OnceLock<Arc<dyn WazuhDb>>,
 }
 
 /// The pool, fed with engine jobs.
@@ -74,6 +78,7 @@ impl PoolRunner {
             master_cache: Mutex::new(IntegrityCache::default()),
             own_cache: Mutex::new(IntegrityCache::default()),
             client_keys_read: Mutex::new(None),
+            agents_db: OnceLock::new(),
         });
         Ok(PoolRunner {
             pool,
@@ -95,6 +100,7 @@ impl PoolRunner {
             queue_capacity,
             deliverer(self.results.clone()),
         )?;
+        let _ = self.shared.agents_db.set(env.db.clone());
         self.agents = Some((pool, Arc::new(env)));
         Ok(self)
     }

@@ -1,6 +1,7 @@
 //! Master: compare a worker's metadata with the snapshot and build the package that fixes the worker
 //! (PROTOCOL.md §4.1.3–§4.1.5).
 
+use std::collections::HashSet;
 use std::fs::File;
 
 use super::files::{
@@ -8,10 +9,11 @@ use super::files::{
     PackageWriter,
 };
 use crate::config::Dialect;
+use crate::pool::jobs::agents::rows::lookup;
 use crate::pool::runner::Shared;
 use crate::proto::jobs::{JobOutcome, Package, SyncCounts};
-use crate::sync::classify::{classify, merged_shared_path, Classification};
-use crate::sync::metadata;
+use crate::sync::classify::{classify, merged_shared_path, Classification, AGENT_GROUPS_KEY};
+use crate::sync::metadata::{self, Metadata};
 use crate::sync::package::AddOutcome;
 
 pub(crate) fn compare(
@@ -33,18 +35,20 @@ pub(crate) fn compare(
         .read()
         .map_err(|_| "the snapshot is poisoned".to_string())?
         .clone();
-    // No agent database yet: every agent-group file a worker holds is taken as belonging to an agent.
-    let mut class = classify(&ours, &theirs, &env.files, env.dialect, &|_| true);
+    let mut warnings = Vec::new();
+    let known = known_agents(shared, &ours, &theirs, &mut warnings);
+    let mut class = classify(&ours, &theirs, &env.files, env.dialect, &|id| {
+        known.as_ref().is_none_or(|k| k.contains(id))
+    });
     if class.is_empty() {
         return Ok(JobOutcome::Compare {
             received_files: theirs.len(),
             counts: SyncCounts::default(),
             package: None,
-            warnings: Vec::new(),
+            warnings,
             worker_client_keys,
         });
     }
-    let mut warnings = Vec::new();
     if !class.shared_to_merge.is_empty() {
         write_merged_shared(shared, worker, &class)?;
         class.insert_merged_shared(worker);
@@ -65,6 +69,70 @@ pub(crate) fn compare(
         warnings,
         worker_client_keys,
     })
+}
+
+/// Ids per lookup of existing agents: rows of `{"id":n}` are ~12 bytes.
+const KNOWN_IDS_PER_LOOKUP: usize = 2_000;
+
+/// Agent-group files named in a warning, at most.
+const NAMED_FILES_MAX: usize = 10;
+
+/// 4.3: which agents of the worker-only `queue/agent-groups/` files the master's agent database
+/// knows, as those file names. A master only takes agent groups of its own agents (§4.1.10); the
+/// others are named in a warning. `None` takes every file: not 4.3, nothing to ask, or no answer
+/// from the database (then said in a warning, and nothing is lost: the worker keeps its files).
+fn known_agents(
+    shared: &Shared,
+    ours: &Metadata,
+    theirs: &Metadata,
+    warnings: &mut Vec<String>,
+) -> Option<HashSet<String>> {
+    if shared.env.dialect != Dialect::V4_3 {
+        return None;
+    }
+    let names: Vec<&str> = theirs
+        .keys()
+        .filter(|path| !ours.contains_key(*path))
+        .filter_map(|path| path.strip_prefix(AGENT_GROUPS_KEY))
+        .filter(|name| !name.contains('/'))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let Some(db) = shared.agents_db.get() else {
+        warnings.push("Could not check which agents exist: this node has no agent database. Every extra-valid file is requested.".to_owned());
+        return None;
+    };
+    let ids: Vec<i64> = names.iter().filter_map(|n| n.parse().ok()).collect();
+    let rows = match lookup(db.as_ref(), ids, "id", KNOWN_IDS_PER_LOOKUP) {
+        Ok(rows) => rows,
+        Err(e) => {
+            warnings.push(format!(
+                "Error getting agent IDs while verifying which extra-valid files are required: {e}. Every extra-valid file is requested."
+            ));
+            return None;
+        }
+    };
+    let (known, unknown): (Vec<&str>, Vec<&str>) = names
+        .into_iter()
+        .partition(|n| n.parse::<i64>().is_ok_and(|id| rows.contains_key(&id)));
+    if !unknown.is_empty() {
+        let shown: Vec<String> = unknown
+            .iter()
+            .take(NAMED_FILES_MAX)
+            .map(|n| format!("{AGENT_GROUPS_KEY}{n}"))
+            .collect();
+        let more = match unknown.len().saturating_sub(NAMED_FILES_MAX) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        warnings.push(format!(
+            "Extra-valid files of agents this master does not know were not requested ({}): {}{more}.",
+            unknown.len(),
+            shown.join(", ")
+        ));
+    }
+    Some(known.into_iter().map(str::to_owned).collect())
 }
 
 /// Packs `missing` and `shared`, dropping what does not fit or cannot be read (§4.1.5), then the

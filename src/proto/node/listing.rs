@@ -8,6 +8,7 @@ use super::agent_info::AgentInfoHealth;
 use super::groups::GroupsHealth;
 use super::master_sync::SyncHealth;
 use super::wazuh_date;
+use crate::config::Dialect;
 use crate::proto::wazuh_error::WazuhError;
 
 /// One node as the master lists it.
@@ -159,7 +160,12 @@ pub(super) fn nodes(entries: &[NodeEntry], args: &[u8]) -> Result<Value, WazuhEr
 }
 
 /// `get_health`: `null` selects every node, a list selects by name, anything else every worker.
-pub(super) fn health(entries: &[NodeEntry], filter: &[u8]) -> Result<Value, WazuhError> {
+/// The worker records hold what the dialect's stock master reports (see [`worker_status`]).
+pub(super) fn health(
+    entries: &[NodeEntry],
+    filter: &[u8],
+    dialect: Dialect,
+) -> Result<Value, WazuhError> {
     let filter: Value = if filter.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -181,33 +187,45 @@ pub(super) fn health(entries: &[NodeEntry], filter: &[u8]) -> Result<Value, Wazu
         );
         if let Some(worker) = &entry.worker {
             connected += 1;
-            node.insert("status".into(), worker_status(worker));
+            node.insert("status".into(), worker_status(worker, dialect));
         }
         nodes.insert(entry.name.clone(), Value::Object(node));
     }
     Ok(json!({"n_connected_nodes": connected, "nodes": nodes}))
 }
 
-fn worker_status(worker: &WorkerStatus) -> Value {
+/// A worker's `status` record as the dialect's stock master writes it: 4.3 has no agent-groups
+/// tasks; 4.14 counts the files of the last sync by its three groups once a sync has run (before,
+/// the four counters it starts with).
+fn worker_status(worker: &WorkerStatus, dialect: Dialect) -> Value {
     let s = &worker.sync;
     let g = &worker.groups;
-    json!({
+    let total_files = match dialect {
+        Dialect::V4_14 if s.sync_start.is_some() => {
+            json!({"missing": s.counts.missing, "extra": s.counts.extra, "shared": s.counts.shared})
+        }
+        _ => json!({"missing": s.counts.missing, "shared": s.counts.shared,
+                    "extra": s.counts.extra, "extra_valid": s.counts.extra_valid}),
+    };
+    let mut status = json!({
         "sync_integrity_free": s.free,
         "last_check_integrity": {"date_start_master": date(s.check_start), "date_end_master": date(s.check_end)},
         "last_sync_integrity": {"date_start_master": date(s.sync_start), "date_end_master": date(s.sync_end),
                                 "total_extra_valid": s.counts.extra_valid,
-                                "total_files": {"missing": s.counts.missing, "shared": s.counts.shared,
-                                                "extra": s.counts.extra, "extra_valid": s.counts.extra_valid}},
+                                "total_files": total_files},
         "sync_agent_info_free": !worker.agent_info.busy,
         "last_sync_agentinfo": {"date_start_master": date(worker.agent_info.start),
                                 "date_end_master": date(worker.agent_info.end),
                                 "n_synced_chunks": worker.agent_info.synced_chunks},
-        "last_sync_agentgroup": {"date_start": date(g.periodic.date_start), "date_end": date(g.periodic.date_end),
-                                 "n_synced_chunks": g.periodic.n_synced_chunks},
-        "last_sync_full_agentgroup": {"date_start": date(g.full.date_start), "date_end": date(g.full.date_end),
-                                      "n_synced_chunks": g.full.n_synced_chunks},
         "last_keep_alive": wazuh_date(worker.last_keep_alive),
-    })
+    });
+    if dialect == Dialect::V4_14 {
+        status["last_sync_agentgroup"] = json!({"date_start": date(g.periodic.date_start),
+            "date_end": date(g.periodic.date_end), "n_synced_chunks": g.periodic.n_synced_chunks});
+        status["last_sync_full_agentgroup"] = json!({"date_start": date(g.full.date_start),
+            "date_end": date(g.full.date_end), "n_synced_chunks": g.full.n_synced_chunks});
+    }
+    status
 }
 
 #[cfg(test)]
@@ -274,7 +292,7 @@ mod tests {
 
     #[test]
     fn health_filters() {
-        let all = health(&entries(), b"null").unwrap();
+        let all = health(&entries(), b"null", Dialect::V4_14).unwrap();
         assert_eq!(all["n_connected_nodes"], 2);
         assert!(all["nodes"]["master"].get("status").is_none());
         assert_eq!(all["nodes"]["master"]["info"]["n_active_agents"], 7);
@@ -283,9 +301,28 @@ mod tests {
             all["nodes"]["worker1"]["status"]["last_keep_alive"],
             "1970-01-01T00:00:00.000000Z"
         );
-        let workers_only = health(&entries(), b"{}").unwrap();
+        let workers_only = health(&entries(), b"{}", Dialect::V4_14).unwrap();
         assert!(workers_only["nodes"].get("master").is_none());
-        let one = health(&entries(), br#"["worker2"]"#).unwrap();
+        let one = health(&entries(), br#"["worker2"]"#, Dialect::V4_14).unwrap();
         assert_eq!(one["nodes"].as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn health_records_follow_the_dialect() {
+        let v43 = health(&entries(), b"null", Dialect::V4_3).unwrap();
+        let status = &v43["nodes"]["worker1"]["status"];
+        assert!(status.get("last_sync_agentgroup").is_none());
+        assert!(status.get("last_sync_full_agentgroup").is_none());
+        assert_eq!(
+            status["last_sync_integrity"]["total_files"]["extra_valid"],
+            0
+        );
+        let v414 = health(&entries(), b"null", Dialect::V4_14).unwrap();
+        let status = &v414["nodes"]["worker1"]["status"];
+        assert_eq!(status["last_sync_agentgroup"]["date_end"], "n/a");
+        assert_eq!(
+            status["last_sync_integrity"]["total_files"]["extra_valid"], 0,
+            "before a sync"
+        );
     }
 }

@@ -59,9 +59,18 @@ impl LocalPeer {
     }
 }
 
-/// The plain-text answer stock nodes give to an unknown command.
+/// The plain-text answer stock nodes give to an unknown command on the cluster wire, where a stock
+/// peer reads plain text as error 3000.
 pub(super) fn unknown_command(command: &Command) -> Vec<u8> {
     format!("unknown command 'b'{}''", command.as_str()).into_bytes()
+}
+
+/// The answer to an unknown command from a local client: the same words as Wazuh's JSON error 3000,
+/// because Wazuh's local client hands `err` payloads to JSON decoding as they are (plain text makes
+/// the stock `cluster_control` and API fail with `Expecting value`).
+pub(super) fn unknown_local_command(command: &Command) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&unknown_command(command)).into_owned();
+    WazuhError::with_extra(3000, text).to_payload()
 }
 
 impl Node {
@@ -133,7 +142,7 @@ impl Node {
             },
             other => match self.sendsync_local_request(conn, counter, other, &payload, now) {
                 Some(reply) => reply,
-                None => Some(("err", unknown_command(other))),
+                None => Some(("err", unknown_local_command(other))),
             },
         };
         if let (Some((reply_command, reply_payload)), Some(peer)) =

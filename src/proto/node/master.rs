@@ -505,7 +505,7 @@ impl Master {
         let entries = self.entries(settings);
         match command {
             Command::GetNodes => listing::nodes(&entries, payload),
-            _ => listing::health(&entries, payload),
+            _ => listing::health(&entries, payload, settings.sync.dialect),
         }
     }
 }

@@ -46,6 +46,20 @@ const SETTABLE: [&str; 21] = [
     "status_code",
 ];
 
+/// Columns a record may leave out and still keep their value: the ones that cannot be NULL (`name`,
+/// `connection_status`, `group_config_status`) and `status_code`, which 4.3 records never carry.
+///
+/// wazuh-db binds an absent member as NULL. On wazuh-db 4.14 that makes every record of a 4.3.11
+/// worker fail (`NOT NULL constraint failed: agent.group_config_status`), and wazuh-db 4.3.11 has
+/// neither of the two later columns, so it never touches them. Keeping the stored value is what a
+/// 4.3 master holds for such a record; the other columns follow wazuh-db (absent means NULL).
+const KEPT_WHEN_ABSENT: [&str; 4] = [
+    "name",
+    "connection_status",
+    "group_config_status",
+    "status_code",
+];
+
 /// Where a paged `sync-agent-info-get` pass stands between a `due` reply and the next call: the kind
 /// of pending agents being returned and the last id returned of that kind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -135,6 +149,8 @@ pub fn sync_get(tx: &Transaction, cursor: &mut Cursor, input: Option<&str>) -> W
 }
 
 /// `global sync-agent-info-set <JSON array>`: overwrite the agents' info and labels, mark them synced.
+/// Records of every stock shape apply: the full 4.3.11 record (no `group_config_status` or
+/// `status_code`), the 4.4+ one, and the status and keepalive kinds (see [`KEPT_WHEN_ABSENT`]).
 pub fn sync_set(tx: &Transaction, input: &str) -> WdbReply {
     let Ok(root) = serde_json::from_str::<Value>(input) else {
         return WdbReply::err(format!("Invalid JSON syntax, near '{}'", near(input)));
@@ -147,7 +163,10 @@ pub fn sync_set(tx: &Transaction, input: &str) -> WdbReply {
     let assignments: Vec<String> = SETTABLE
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .map(|(i, c)| match KEPT_WHEN_ABSENT.contains(c) {
+            true => format!("{c} = COALESCE(?{}, {c})", i + 1),
+            false => format!("{c} = ?{}", i + 1),
+        })
         .collect();
     let sql = format!(
         "UPDATE agent SET {}, sync_status = 'synced' WHERE id = ?{}",
@@ -348,16 +367,54 @@ mod tests {
             q(&db, "global sync-agent-info-set [x").to_text(),
             "err Invalid JSON syntax, near '[x'"
         );
-        let missing_status = q(&db, r#"global sync-agent-info-set [{"id":1,"name":"a1"}]"#);
+        let bad_status = q(
+            &db,
+            r#"global sync-agent-info-set [{"id":1,"name":"a1","connection_status":"asleep"}]"#,
+        );
         assert!(
-            missing_status
+            bad_status
                 .payload
-                .starts_with("Cannot execute Global database query; NOT NULL constraint failed"),
-            "{missing_status:?}"
+                .starts_with("Cannot execute Global database query; CHECK constraint failed"),
+            "{bad_status:?}"
         );
         assert_eq!(
             q(&db, r#"global sync-agent-info-set [{"name":"a1","connection_status":"active","group_config_status":"synced","labels":[]}]"#).to_text(),
             "err Cannot update labels due to invalid id."
         );
+    }
+
+    #[test]
+    fn set_takes_a_4_3_record_and_keeps_what_it_does_not_carry() {
+        let db = db();
+        add_agent(&db, 1, "a1", &["default"]);
+        ok(
+            &db,
+            r#"global sync-agent-info-set [{"id":1,"name":"a1","connection_status":"active","group_config_status":"synced","status_code":2,"os_name":"Old"}]"#,
+        );
+        // What a 4.3.11 worker sends: no group_config_status, no status_code, NULL columns left out.
+        ok(
+            &db,
+            r#"global sync-agent-info-set [{"id":1,"name":"a1","ip":"10.0.0.5","version":"Wazuh v4.3.11","node_name":"worker1","last_keepalive":1700000000,"connection_status":"active","disconnection_time":0}]"#,
+        );
+        let agent = &json(&ok(&db, "global get-agent-info 1"))[0];
+        assert_eq!(agent["ip"], "10.0.0.5");
+        assert_eq!(agent["node_name"], "worker1");
+        assert_eq!(agent["last_keepalive"], 1_700_000_000);
+        assert_eq!(agent["group_config_status"], "synced", "kept");
+        assert_eq!(agent["status_code"], 2, "kept");
+        assert!(
+            agent.get("os_name").is_none(),
+            "absent nullable members are NULL"
+        );
+        assert_eq!(agent["sync_status"], "synced");
+
+        // Status and keepalive kinds carry no name: the name stays.
+        ok(
+            &db,
+            r#"global sync-agent-info-set [{"id":1,"last_keepalive":1700000100,"connection_status":"disconnected","disconnection_time":1700000100,"status_code":0},{"id":2,"last_keepalive":5}]"#,
+        );
+        let agent = &json(&ok(&db, "global get-agent-info 1"))[0];
+        assert_eq!(agent["name"], "a1");
+        assert_eq!(agent["connection_status"], "disconnected");
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::rows::parse_array;
 use super::AgentEnv;
 use crate::config::Dialect;
 use crate::proto::jobs::AgentOutcome;
@@ -283,13 +284,6 @@ fn carried_list(carry: &[u8]) -> Option<Vec<Value>> {
         .take()
     {
         Value::Array(chunks) => Some(chunks),
-        _ => None,
-    }
-}
-
-fn parse_array(text: &str) -> Option<Vec<Value>> {
-    match serde_json::from_str(text) {
-        Ok(Value::Array(items)) => Some(items),
         _ => None,
     }
 }

@@ -5,6 +5,7 @@
 mod groups;
 mod info;
 mod listing;
+pub(crate) mod rows;
 mod sendsync;
 
 use std::path::PathBuf;

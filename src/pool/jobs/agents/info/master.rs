@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{excerpt, pack, parse_array, record_id, Kind, MEMBERS, SET_COMMAND, SYNC_PATH};
+use super::{excerpt, pack, record_id, Kind, MEMBERS, SET_COMMAND, SYNC_PATH};
 use crate::config::Dialect;
+use crate::pool::jobs::agents::rows::{lookup, parse_array};
 use crate::pool::jobs::agents::AgentEnv;
 use crate::proto::jobs::AgentOutcome;
 use crate::store::{WazuhDb, WdbStatus};
@@ -317,48 +318,4 @@ fn complete(row: &Map<String, Value>, kind: Kind, record: Value) -> Value {
         full.extend(fields);
     }
     Value::Object(full)
-}
-
-/// Rows of `agent` by id, with `global sql` (read-only, answered by wazuh-db and the embedded
-/// database alike). Batches halve when a reply is refused or cut (too large for the socket).
-pub(super) fn lookup(
-    db: &dyn WazuhDb,
-    mut ids: Vec<i64>,
-    columns: &str,
-    batch: usize,
-) -> Result<HashMap<i64, Map<String, Value>>, String> {
-    ids.sort_unstable();
-    ids.dedup();
-    let mut rows = HashMap::with_capacity(ids.len());
-    let mut rest = &ids[..];
-    let mut size = batch.max(1);
-    while !rest.is_empty() {
-        let take = size.min(rest.len());
-        let list: Vec<String> = rest[..take].iter().map(i64::to_string).collect();
-        let command = format!(
-            "global sql SELECT {columns} FROM agent WHERE id IN ({})",
-            list.join(",")
-        );
-        let reply = db.query(&command).map_err(|e| e.to_string())?;
-        let refused = match (reply.status, parse_array(&reply.payload)) {
-            (WdbStatus::Ok, Some(found)) => {
-                for row in found {
-                    if let Value::Object(row) = row {
-                        if let Some(id) = row.get("id").and_then(Value::as_i64) {
-                            rows.insert(id, row);
-                        }
-                    }
-                }
-                rest = &rest[take..];
-                continue;
-            }
-            (WdbStatus::Ok, None) => "the answer is not a JSON array".to_owned(),
-            (status, _) => format!("{status} {}", reply.payload),
-        };
-        if take == 1 {
-            return Err(refused);
-        }
-        size = take / 2;
-    }
-    Ok(rows)
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::master::{lookup, STALE_COLUMNS};
+use super::master::STALE_COLUMNS;
 use super::*;
+use crate::pool::jobs::agents::rows::{lookup, parse_array};
 use crate::store::embedded::test_support::{add_agent, json as parse, ok, q, set_sync, NOW};
 use crate::store::{EmbeddedDb, StoreError, WdbReply};
 
@@ -381,7 +382,7 @@ fn socket_apply_reports_refused_chunks_and_splits_large_ones() {
         .map(|id| json!({"id": id, "last_keepalive": NOW - id}))
         .collect();
     let envelope = json!({"set_data_command": "global sync-agent-info-set",
-                          "chunks": [Value::from(keepalives).to_string(), "[x", r#"[{"id":1,"name":"a1"}]"#]});
+                          "chunks": [Value::from(keepalives).to_string(), "[x", r#"[{"id":1,"name":"a1","connection_status":"asleep"}]"#]});
     let (updated, errors, _, failure, _) =
         applied(apply(&master, "worker1", &pyjson::to_vec(&envelope)).unwrap());
     assert_eq!(failure, None);
@@ -392,7 +393,7 @@ fn socket_apply_reports_refused_chunks_and_splits_large_ones() {
         "Error 2003 - Error in wazuhdb request: Invalid JSON syntax, near '[x'"
     );
     assert!(errors[1].starts_with(
-        "Error 2003 - Error in wazuhdb request: Cannot execute Global database query; NOT NULL"
+        "Error 2003 - Error in wazuhdb request: Cannot execute Global database query; CHECK"
     ));
     assert_eq!(agent(&db, 60)["last_keepalive"], NOW - 60);
     assert_eq!(agent(&db, 60)["os_uname"], uname.as_str());
