@@ -781,4 +781,38 @@ mod tests {
             r#"{'a': ['x', "it's"], 'b': False}"#
         );
     }
+
+    /// A stock 4.3.11 master's answer (`tests/data/stock/`), printed as the 4.3.11 tool prints it.
+    #[test]
+    fn health_of_a_4_3_master_follows_the_4_3_tool() {
+        let vector: Value = serde_json::from_str(include_str!(
+            "../../tests/data/stock/get_health_4_3_master.json"
+        ))
+        .expect("vector");
+        let answer: Value =
+            serde_json::from_str(vector["reply_payload"].as_str().expect("payload"))
+                .expect("answer");
+        assert_eq!(HealthLayout::of(&answer), HealthLayout::V4_3);
+        assert_eq!(
+            health_text(&answer, "wazuh", true).expect("text"),
+            concat!(
+                "Cluster name: wazuh\n\nConnected nodes (1):\n",
+                "\n    master (10.0.0.1)\n        Version: 4.3.11\n        Type: master\n        Active agents: 1\n",
+                "\n    worker1 (10.0.0.2)\n        Version: 4.3.11\n        Type: worker\n        Active agents: 2\n",
+                "        Status:\n            Last keep Alive:\n                Last received: 2024-05-31T16:08:02.511634Z.\n",
+                "            Integrity check:\n",
+                "                Last integrity check: 0.059s (2024-05-31T16:08:25.104512Z - 2024-05-31T16:08:25.163807Z).\n",
+                "                Permission to check integrity: True.\n",
+                "            Integrity sync:\n",
+                "                Last integrity synchronization: 0.229s (2024-05-31T16:03:14.552019Z - 2024-05-31T16:03:14.781233Z).\n",
+                "                Synchronized files: Shared: 2 | Missing: 1 | Extra: 0 | Extra valid: 0.\n",
+                "                Extra valid files correctly updated in master: 0.\n",
+                "            Agents-info:\n",
+                "                Last synchronization: 0.025s (2024-05-31T16:08:31.018244Z - 2024-05-31T16:08:31.042871Z).\n",
+                "                Number of synchronized chunks: 1.\n",
+                "                Permission to synchronize agent-info: True.\n",
+                "\n",
+            )
+        );
+    }
 }

@@ -1,10 +1,12 @@
 //! A cluster peer driven step by step from a test or a load tool: it speaks the real protocol (frames,
 //! Fernet, counters) over a blocking TCP stream, so a test can play a worker against a real master, or
 //! a master against a real worker, and send exactly the messages it wants, hostile ones included.
+//! On a Unix stream, without encryption, it plays either end of a local socket.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
 use crate::proto::command::Command;
@@ -20,9 +22,40 @@ pub struct PeerRequest {
     pub payload: Vec<u8>,
 }
 
+/// The stream under a scripted peer.
+enum PeerStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for PeerStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PeerStream::Tcp(s) => s.read(buf),
+            PeerStream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for PeerStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            PeerStream::Tcp(s) => s.write(buf),
+            PeerStream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            PeerStream::Tcp(s) => s.flush(),
+            PeerStream::Unix(s) => s.flush(),
+        }
+    }
+}
+
 /// One end of a cluster connection, scripted.
 pub struct ScriptedPeer {
-    stream: TcpStream,
+    stream: PeerStream,
     conn: Connection<u64>,
     next_tag: u64,
     requests: VecDeque<PeerRequest>,
@@ -37,13 +70,43 @@ impl ScriptedPeer {
     fn new(stream: TcpStream, key: &str) -> io::Result<ScriptedPeer> {
         stream.set_read_timeout(Some(Duration::from_millis(100)))?;
         let cipher = Cipher::from_cluster_key(key).map_err(other)?;
-        Ok(ScriptedPeer {
+        Ok(ScriptedPeer::over(PeerStream::Tcp(stream), cipher))
+    }
+
+    fn over(stream: PeerStream, cipher: Cipher) -> ScriptedPeer {
+        ScriptedPeer {
             stream,
             conn: Connection::new(cipher, ConnLimits::default(), rand::random()),
             next_tag: 0,
             requests: VecDeque::new(),
             replies: Vec::new(),
-        })
+        }
+    }
+
+    /// Connects to a node's local socket (no encryption), as a local client does.
+    pub fn connect_local(path: &std::path::Path) -> io::Result<ScriptedPeer> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(ScriptedPeer::over(PeerStream::Unix(stream), Cipher::Plain))
+    }
+
+    /// Waits for a client on a local socket (no encryption), as a node's local server does.
+    pub fn accept_local(listener: &UnixListener, timeout: Duration) -> io::Result<ScriptedPeer> {
+        listener.set_nonblocking(true)?;
+        let start = Instant::now();
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false)?;
+                    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+                    return Ok(ScriptedPeer::over(PeerStream::Unix(stream), Cipher::Plain));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Connects to a master, as a worker does.
@@ -121,7 +184,13 @@ impl ScriptedPeer {
                     command,
                     payload,
                 } => self.replies.push((purpose, command, payload)),
-                Event::Cancelled { .. } => {}
+                // Already acknowledged by the connection: queued as the request it was, so a
+                // script can expect it (`counter` 0, payload `<task id> <error>`).
+                Event::Cancelled { task_id, error } => self.requests.push_back(PeerRequest {
+                    counter: 0,
+                    command: Command::CancelTask,
+                    payload: format!("{task_id} {error}").into_bytes(),
+                }),
             }
         }
         self.flush()
@@ -167,6 +236,9 @@ impl ScriptedPeer {
                 if wanted(&request.command) {
                     return Ok(request);
                 }
+                if request.command == Command::CancelTask {
+                    continue;
+                }
                 let reply = if request.command == Command::EchoC {
                     "ok-m "
                 } else {
@@ -188,6 +260,29 @@ impl ScriptedPeer {
     pub fn reply(&mut self, counter: u32, command: &str, payload: &[u8]) -> io::Result<()> {
         self.conn.reply(counter, command, payload).map_err(other)?;
         self.flush()
+    }
+
+    /// Sends `content` with the long-string protocol (`new_str`, then `str_upd` chunks) and returns
+    /// the string id the peer gave it, for the request that references it.
+    pub fn send_string(&mut self, content: &[u8], timeout: Duration) -> io::Result<String> {
+        let (command, sid) =
+            self.request("new_str", content.len().to_string().as_bytes(), timeout)?;
+        if command != Command::Ok {
+            return Err(other(format!(
+                "new_str refused: {command} {}",
+                String::from_utf8_lossy(&sid)
+            )));
+        }
+        let sid = String::from_utf8(sid).map_err(other)?;
+        let chunk = crate::proto::frame::REQUEST_CHUNK_BYTES - sid.len() - 1;
+        for piece in content.chunks(chunk.max(1)) {
+            let mut payload = Vec::with_capacity(sid.len() + 1 + piece.len());
+            payload.extend_from_slice(sid.as_bytes());
+            payload.push(b' ');
+            payload.extend_from_slice(piece);
+            self.request("str_upd", &payload, timeout)?;
+        }
+        Ok(sid)
     }
 
     /// Sends `content` with the file protocol as `rel` (relative to the install root).

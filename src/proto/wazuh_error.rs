@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use crate::config::Dialect;
+
 /// A Wazuh error code with its catalogue message and an optional detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WazuhError {
@@ -72,6 +74,20 @@ impl WazuhError {
             3060 => "Invalid node name format",
             _ => "Unknown error",
         }
+    }
+
+    /// The error as a peer of `dialect` can read it. Wazuh 4.3.11's catalogue ends at 3039, and a
+    /// 4.3 node that decodes an error with a later code fails on the lookup (the request it waits on
+    /// never completes); there such an error travels as 3000 carrying its own message.
+    pub fn in_dialect(self, dialect: Dialect) -> WazuhError {
+        if dialect != Dialect::V4_3 || !(3040..=3999).contains(&self.code) {
+            return self;
+        }
+        let text = match &self.extra {
+            Some(extra) => format!("{}: {extra}", self.message()),
+            None => self.message().to_owned(),
+        };
+        WazuhError::with_extra(3000, text)
     }
 
     fn class(&self) -> &'static str {
@@ -171,6 +187,27 @@ mod tests {
         assert_eq!(
             plain.to_string(),
             "Error 3000 - Cluster: unknown command 'b'foo''"
+        );
+    }
+
+    #[test]
+    fn codes_after_4_3_travel_as_3000_to_4_3_peers() {
+        let error = WazuhError::with_extra(3040, "x.zip did not arrive intact");
+        assert_eq!(error.clone().in_dialect(Dialect::V4_14), error);
+        let old = error.in_dialect(Dialect::V4_3);
+        assert_eq!(old.code, 3000);
+        assert_eq!(
+            old.extra.as_deref(),
+            Some("Error while waiting to receive a file: x.zip did not arrive intact")
+        );
+        let known = WazuhError::new(3039);
+        assert_eq!(known.clone().in_dialect(Dialect::V4_3), known);
+        assert_eq!(
+            WazuhError::new(3060)
+                .in_dialect(Dialect::V4_3)
+                .extra
+                .as_deref(),
+            Some("Invalid node name format")
         );
     }
 }

@@ -269,6 +269,7 @@ impl Master {
                     "Refused connection from {}: {e}",
                     peer.address()
                 );
+                let e = e.clone().in_dialect(ctx.settings.sync.dialect);
                 peer.conn.reply(counter, "err", &e.to_payload())
             }
         };

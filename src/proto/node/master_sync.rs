@@ -249,7 +249,10 @@ impl Master {
             );
             peer.sync.release();
             ctx.job(Job::Remove { rel });
-            return ("err", error.to_payload());
+            return (
+                "err",
+                error.in_dialect(ctx.settings.sync.dialect).to_payload(),
+            );
         }
         let name = peer.name().to_string();
         let job = if extra_valid {
@@ -609,14 +612,18 @@ impl Master {
             {
                 let error = WazuhError::new(3039);
                 clog_error!(peer.tag(), "Integrity check", "{error}");
-                let payload = format!("{} {}", task.task_id, error.to_json());
-                let _ = peer.conn.request(
-                    "cancel_task",
-                    payload.as_bytes(),
-                    Purpose::Ignore,
-                    ctx.now.mono,
-                    request_timeout,
-                );
+                // 4.14 tells the worker to stop sending; a 4.3 master only frees the lock (its
+                // workers know no `cancel_task`).
+                if ctx.settings.sync.dialect == Dialect::V4_14 {
+                    let payload = format!("{} {}", task.task_id, error.to_json());
+                    let _ = peer.conn.request(
+                        "cancel_task",
+                        payload.as_bytes(),
+                        Purpose::Ignore,
+                        ctx.now.mono,
+                        request_timeout,
+                    );
+                }
                 peer.sync.release();
             }
             if peer.sync.send.is_none()

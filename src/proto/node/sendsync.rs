@@ -328,7 +328,7 @@ impl Worker {
         request: &[u8],
         ctx: &mut Ctx,
     ) -> Result<(), WazuhError> {
-        check_size(request)?;
+        check_size(request).map_err(|e| e.in_dialect(ctx.settings.sync.dialect))?;
         if self.sendsync.total >= WORKER_WAITING_MAX {
             return Err(WazuhError::with_extra(
                 3018,
@@ -405,7 +405,7 @@ impl Master {
         request: Bytes,
         ctx: &mut Ctx,
     ) -> Result<(), WazuhError> {
-        check_size(&request)?;
+        check_size(&request).map_err(|e| e.in_dialect(ctx.settings.sync.dialect))?;
         let state = &mut self.sendsync;
         if state.queue.len() >= QUEUE_MAX {
             return Err(WazuhError::with_extra(

@@ -141,8 +141,19 @@ impl Worker {
             {
                 let error = WazuhError::new(3039);
                 clog_error!(tag, "Integrity sync", "Error synchronizing files: {error}");
-                let payload = format!("{task_id} {}", error.to_json());
-                self.send("cancel_task", payload.as_bytes(), Purpose::Ignore, ctx);
+                // A 4.3 master knows no `cancel_task`: a 4.3 worker reports the timeout with
+                // `syn_i_w_m_r`, naming itself, as its lock's owner.
+                let (command, payload) = match ctx.settings.sync.dialect {
+                    Dialect::V4_3 => {
+                        let error = WazuhError::with_extra(
+                            3039,
+                            format!("Integrity sync at {}", ctx.settings.node_name),
+                        );
+                        ("syn_i_w_m_r", format!("None {}", error.to_json()))
+                    }
+                    Dialect::V4_14 => ("cancel_task", format!("{task_id} {}", error.to_json())),
+                };
+                self.send(command, payload.as_bytes(), Purpose::Ignore, ctx);
                 self.sync.idle(ctx);
             }
             _ => {}
@@ -415,7 +426,10 @@ impl Worker {
             clog_error!(tag, "Integrity sync", "Error synchronizing files: {error}");
             ctx.job(Job::Remove { rel });
             self.sync.idle(ctx);
-            return ("err", error.to_payload());
+            return (
+                "err",
+                error.in_dialect(ctx.settings.sync.dialect).to_payload(),
+            );
         }
         clog_info!(tag, "Integrity sync", "Starting.");
         self.sync.sync_started = ctx.now.mono;
