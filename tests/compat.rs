@@ -587,3 +587,205 @@ fn our_4_3_worker_reports_a_missing_package_as_a_4_3_worker_does() {
 fn our_4_14_worker_cancels_a_missing_package_as_a_4_14_worker_does() {
     worker_gives_up_as_stock_does("4.14.7");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stock requests replayed against clusterd nodes
+// ---------------------------------------------------------------------------------------------
+
+/// A stock 4.14.7 master's agent-groups sends, full then periodic, applied by our worker: every
+/// agent with its groups, the worker's global groups hash equal to the stock master's.
+#[test]
+fn a_stock_4_14_masters_agent_groups_reach_our_workers_database() {
+    let root = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = root.path().join("worker1");
+    let worker = common::start(NodeSpec::worker("worker1", port), &home, "4.14.7");
+    let mut master = ScriptedPeer::accept(&listener, DEMO_KEY, T).unwrap();
+    let hello = master.expect(|c| *c == Command::Hello, T).unwrap();
+    master
+        .reply(hello.counter, "ok", b"Client worker1 added")
+        .unwrap();
+    let vector = vector("agent_groups_4_14_master.json");
+    for (send, command, done) in [
+        ("full", "syn_g_m_w_c", Command::SynWGCE),
+        ("periodic", "syn_g_m_w", Command::SynWGE),
+    ] {
+        let string = vector[send]["long_string"].as_str().unwrap();
+        let sid = master.send_string(string.as_bytes(), T).unwrap();
+        let (reply, _) = master.request(command, sid.as_bytes(), T).unwrap();
+        assert_eq!(reply, Command::Ok, "{send}");
+        let result = master
+            .expect(|c| *c == done, T)
+            .unwrap_or_else(|e| panic!("{send}: {e}\n{}", worker.log()));
+        master.reply(result.counter, "ok", b"Thanks").unwrap();
+        let result: Value = serde_json::from_slice(&result.payload).unwrap();
+        assert_eq!(result["updated_chunks"], 1, "{send}: {result}");
+        assert_eq!(result["error_messages"], json!([]), "{send}: {result}");
+    }
+    let db = db_of(&home);
+    for agent in vector["master_database_agents"].as_array().unwrap() {
+        let id = &agent["id"];
+        let groups = sql(
+            &db,
+            &format!(
+                "SELECT g.name AS name FROM belongs b JOIN `group` g ON g.id = b.id_group \
+                 WHERE b.id_agent = {id} ORDER BY b.priority"
+            ),
+        );
+        let names: Vec<Value> = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].clone())
+            .collect();
+        assert_eq!(Value::from(names), agent["groups"], "groups of agent {id}");
+        // As wazuh-db, a worker creates an agent it does not know while assigning it a group:
+        // one with no group is not created.
+        let row = sql(&db, &format!("SELECT name FROM agent WHERE id = {id}"));
+        match agent["groups"].as_array().unwrap().is_empty() {
+            true => assert_eq!(row, json!([]), "agent {id}"),
+            false => assert_eq!(row[0]["name"], agent["name"], "agent {id}"),
+        }
+    }
+    let reply = db
+        .query(r#"global sync-agent-groups-get {"get_global_hash": true}"#)
+        .unwrap();
+    let hash: Value = serde_json::from_str(&reply.payload).unwrap();
+    assert_eq!(hash[0]["hash"], vector["global_hash"], "{}", reply.payload);
+    assert!(!worker.log().contains("ERROR"), "{}", worker.log());
+}
+
+/// A stock worker's authd requests (`sendsync`), relayed to our master with its registration
+/// service: each is acknowledged as stock does and answered with authd's reply.
+fn stock_sendsync_is_answered(version: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let (master, _home, port) = start_master(root.path(), version);
+    let mut worker = stock_worker(port, version);
+    let cases = &vector("sendsync_authd_requests.json")[format!("v{version}")];
+    let send = |worker: &mut ScriptedPeer, case: &str, payload: &str| -> Value {
+        let (command, ack) = worker.request("sendsync", payload.as_bytes(), T).unwrap();
+        assert_eq!(command, Command::Ok, "{case}");
+        assert_eq!(
+            ack,
+            cases[case]["master_ack"]["payload"]
+                .as_str()
+                .unwrap()
+                .as_bytes(),
+            "{case}"
+        );
+        let result = worker
+            .expect(
+                |c| matches!(c, Command::SendSynRes | Command::SendSynErr),
+                T,
+            )
+            .unwrap_or_else(|e| panic!("{case}: {e}\n{}", master.log()));
+        worker
+            .reply(result.counter, "ok", b"Response received")
+            .unwrap();
+        let text = String::from_utf8(result.payload).unwrap();
+        assert_eq!(result.command, Command::SendSynRes, "{case}: {text}");
+        let (client, sid) = text.split_once(' ').unwrap();
+        assert_eq!(client, "734211", "{case}");
+        let answer = worker.take_string(sid).unwrap();
+        serde_json::from_slice(&answer).unwrap()
+    };
+    let stock = |case: &str| {
+        cases[case]["worker_to_master"]["payload"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let success = |case: &str| -> Value {
+        serde_json::from_str(cases[case]["authd_answer_success"].as_str().unwrap()).unwrap()
+    };
+
+    // A key request with its own id and key (wazuh-modulesd / authd on the worker).
+    let keyed = send(
+        &mut worker,
+        "add_key_request_with_force",
+        &stock("add_key_request_with_force"),
+    );
+    assert_eq!(keyed, success("add_key_request_with_force"));
+    // An enrollment without a key: a new id and key; the same name again is a duplicate.
+    let added = send(&mut worker, "add_without_key", &stock("add_without_key"));
+    assert_eq!(added["error"], 0, "{added}");
+    assert_eq!(added["data"]["name"], "agent5", "{added}");
+    assert_eq!(
+        added["data"]["key"].as_str().map(str::len),
+        Some(64),
+        "{added}"
+    );
+    let again = send(&mut worker, "add_without_key", &stock("add_without_key"));
+    assert_eq!(again, json!({"error": 9008, "message": "Duplicate name"}));
+    // A re-enrollment naming an existing agent is answered as authd answers it.
+    let replaced = send(
+        &mut worker,
+        "add_reenrollment_forced_replacement",
+        &stock("add_reenrollment_forced_replacement"),
+    );
+    assert!(
+        replaced["error"] == 0 || replaced["message"].is_string(),
+        "{replaced}"
+    );
+    // The removal authd sends when it could not answer the agent, for the agent just added.
+    let id = added["data"]["id"].as_str().unwrap();
+    let remove = stock("remove").replace("\"005\"", &format!("\"{id}\""));
+    let removed = send(&mut worker, "remove", &remove);
+    assert_eq!(removed, success("remove"));
+}
+
+#[test]
+fn a_stock_4_3_workers_registrations_are_answered_by_our_master() {
+    stock_sendsync_is_answered("4.3.11");
+}
+
+#[test]
+fn a_stock_4_14_workers_registrations_are_answered_by_our_master() {
+    stock_sendsync_is_answered("4.14.7");
+}
+
+/// What stock `cluster_control` sends for `-l`, `-i` (every form but `-a`, the distributed API),
+/// replayed on our master's and our worker's local sockets: all answered, none refused.
+fn stock_control_requests_are_answered(version: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let (_master, master_home, port) = start_master(root.path(), version);
+    let worker_home = root.path().join("worker1");
+    let worker = common::start(NodeSpec::worker("worker1", port), &worker_home, version);
+    assert!(
+        worker.wait_for_log("Successfully connected to master", T),
+        "{}",
+        worker.log()
+    );
+    let requests = &vector("cluster_control_requests.json")[format!("v{version}")];
+    for home in [&master_home, &worker_home] {
+        for (case, steps) in requests.as_object().unwrap() {
+            for step in steps.as_array().unwrap() {
+                let command = step["command"].as_str().unwrap();
+                if command == "dapi" {
+                    continue;
+                }
+                let mut client = clusterd::control::client::LocalClient::connect(home, T).unwrap();
+                let answer = client
+                    .call_json(command, step["payload"].as_str().unwrap().as_bytes())
+                    .unwrap_or_else(|e| panic!("{case} on {}: {e}", home.display()));
+                let wanted = if command == "get_nodes" {
+                    "items"
+                } else {
+                    "nodes"
+                };
+                assert!(answer.get(wanted).is_some(), "{case}: {answer}");
+            }
+        }
+    }
+}
+
+#[test]
+fn stock_4_3_cluster_control_requests_are_answered() {
+    stock_control_requests_are_answered("4.3.11");
+}
+
+#[test]
+fn stock_4_14_cluster_control_requests_are_answered() {
+    stock_control_requests_are_answered("4.14.7");
+}

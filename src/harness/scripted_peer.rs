@@ -285,6 +285,11 @@ impl ScriptedPeer {
         Ok(sid)
     }
 
+    /// A long string the other side sent us (`new_str`, `str_upd`), taken by its id.
+    pub fn take_string(&mut self, sid: &str) -> io::Result<Vec<u8>> {
+        self.conn.take_string(sid).map_err(other)
+    }
+
     /// Sends `content` with the file protocol as `rel` (relative to the install root).
     pub fn send_file(&mut self, rel: &str, content: &[u8], timeout: Duration) -> io::Result<()> {
         let (mut file, mut step) = OutgoingFile::start(rel, content.len() as u64);

@@ -11,6 +11,7 @@ use super::commands::Reporter;
 use super::LoadError;
 use crate::config::{Config, Dialect, NodeType, SettingsOverrides, OSSEC_CONF};
 use crate::control::client::{socket_path, ControlError, LocalClient};
+use crate::daemon::pidfile::{is_clusterd, running_daemon};
 use crate::store::backend::{WDB_HTTP_SOCKET, WDB_SOCKET};
 use crate::store::{WazuhDb, WdbSocket, WdbStatus};
 
@@ -113,7 +114,7 @@ fn database(home: &Path, timeout: Duration) -> WdbSocket {
 }
 
 /// Connects to the daemon's local socket; asks it which Wazuh version it runs as (our daemon's
-/// `get_runtime`; `None` from a daemon that does not know the command).
+/// `get_runtime`; `None` from Wazuh's daemon or one that does not know the command).
 fn daemon_version(home: &Path, timeout: Duration) -> Result<Option<String>, LoadError> {
     let not_running = |e: ControlError| {
         LoadError::Daemon(format!(
@@ -122,6 +123,10 @@ fn daemon_version(home: &Path, timeout: Duration) -> Result<Option<String>, Load
         ))
     };
     let mut client = LocalClient::connect(home, timeout).map_err(not_running)?;
+    // `get_runtime` is ours: a Wazuh daemon is not asked.
+    if !running_daemon(home).is_some_and(is_clusterd) {
+        return Ok(None);
+    }
     match client.call_json("get_runtime", b"") {
         Ok(runtime) => Ok(runtime["wazuh_version"].as_str().map(str::to_owned)),
         Err(ControlError::Remote(_)) => Ok(None),

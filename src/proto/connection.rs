@@ -17,6 +17,7 @@ use super::files::{FileError, FileLimits, FileWrite, IncomingFiles};
 use super::frame::{CommandNameError, REQUEST_CHUNK_BYTES};
 use super::requests::{Match, Requests, TooManyRequests};
 use super::strings::{StringError, StringLimits, Strings};
+use super::wazuh_error::WazuhError;
 
 /// Cancelled task ids remembered per connection.
 const INTERRUPTED_TASKS_MAX: usize = 1024;
@@ -151,21 +152,21 @@ impl<P> Connection<P> {
                         "error",
                         StringError::TooLarge.to_string().as_bytes(),
                     ),
-                    Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
+                    Err(e) => self.refuse(counter, e),
                 }
             }
             Command::StrUpd => match self.strings.update(&payload) {
                 Ok(()) => self.reply(counter, "ok", b"String updated"),
-                Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
+                Err(e) => self.refuse(counter, e),
             },
             Command::ErrStr => match self.strings.abandon(&payload) {
                 Ok(Some(id)) => self.reply(counter, "ok", id.to_string().as_bytes()),
                 Ok(None) => self.reply(counter, "ok", b"None"),
-                Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
+                Err(e) => self.refuse(counter, e),
             },
             Command::NewFile => match self.files.open(&payload) {
                 Ok(()) => self.reply(counter, "ok ", b"Ready to receive new file"),
-                Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
+                Err(e) => self.file_refused(counter, e),
             },
             Command::FileUpd => {
                 self.file_reply(counter, |files| files.update(&payload), b"File updated")
@@ -209,7 +210,25 @@ impl<P> Connection<P> {
     ) -> Result<(), ConnError> {
         match step(&mut self.files) {
             Ok(()) => self.reply(counter, "ok", done),
-            Err(e) => self.reply(counter, "err", e.to_string().as_bytes()),
+            Err(e) => self.file_refused(counter, e),
+        }
+    }
+
+    /// A generic request that failed: where a stock node's handler raises, its peer gets
+    /// Wazuh's JSON error 1000 with the reason.
+    fn refuse(&mut self, counter: u32, reason: impl std::fmt::Display) -> Result<(), ConnError> {
+        let error = WazuhError::with_extra(1000, reason.to_string());
+        self.reply(counter, "err", &error.to_payload())
+    }
+
+    /// A refused file step: the two texts stock nodes answer in plain words stay plain, the rest
+    /// is an error as stock handlers raise it.
+    fn file_refused(&mut self, counter: u32, error: FileError) -> Result<(), ConnError> {
+        match error {
+            FileError::PathNotAllowed | FileError::Checksum => {
+                self.reply(counter, "err", error.to_string().as_bytes())
+            }
+            other => self.refuse(counter, other),
         }
     }
 
@@ -371,6 +390,35 @@ mod tests {
         .unwrap();
         pump(&mut a, &mut b);
         assert_eq!(b.take_string(&id).unwrap(), b"hello world");
+    }
+
+    /// Where a stock handler raises, the refusal is Wazuh's JSON error 1000; the two refusals stock
+    /// answers in plain words stay plain.
+    #[test]
+    fn generic_refusals_are_json_errors_except_the_stock_plain_ones() {
+        let (mut a, mut b) = pair(None);
+        let now = Instant::now();
+        let t = Duration::from_secs(20);
+        a.request("str_upd", b"12345 lost", "upd", now, t).unwrap();
+        a.request("new_file", b"/etc/client.keys", "file", now, t)
+            .unwrap();
+        pump(&mut a, &mut b);
+        let events = pump(&mut b, &mut a);
+        let payloads: Vec<&Vec<u8>> = events
+            .iter()
+            .map(|e| match e {
+                Event::Reply {
+                    command: Command::Err,
+                    payload,
+                    ..
+                } => payload,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let error = WazuhError::from_payload(payloads[0]);
+        assert_eq!(error.code, 1000);
+        assert!(payloads[0].starts_with(b"{\"__wazuh_exception__\""));
+        assert_eq!(payloads[1].as_slice(), b"Write path not allowed");
     }
 
     #[test]
