@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use clusterd::harness::{free_port, wait_until, Daemon, NodeSpec};
+use clusterd::store::{WazuhDb, WdbSocket};
 use common::{converged, differences, write, DAEMON};
 use serde_json::json;
 
@@ -85,6 +86,18 @@ fn converge(version: &str) {
         .unwrap();
     populate_master(&master_home);
     let master = Daemon::start(Path::new(DAEMON), &master_home, &args).unwrap();
+    // The agent of the worker's extra-valid file is one the master's database knows: a 4.3 master
+    // takes agent-group files of its own agents only.
+    let wdb = master_home.join("queue/db/wdb");
+    assert!(
+        wait_until(Duration::from_secs(20), || wdb.exists()),
+        "{}",
+        master.log()
+    );
+    let reply = WdbSocket::new(wdb, master_home.join("queue/sockets/wdb-http.sock"))
+        .query(r#"global insert-agent {"id":42,"name":"agent42","ip":"any","date_add":1700000000}"#)
+        .unwrap();
+    assert_eq!(reply.to_text(), "ok");
     let workers: Vec<Daemon> = ["worker1", "worker2"]
         .iter()
         .map(|name| {
