@@ -789,3 +789,141 @@ fn stock_4_3_cluster_control_requests_are_answered() {
 fn stock_4_14_cluster_control_requests_are_answered() {
     stock_control_requests_are_answered("4.14.7");
 }
+
+/// A 4.14 worker's metadata-only package: `files_metadata.json`, zlib-compressed, in the
+/// concatenation format.
+fn zlib_metadata(metadata: &Value) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(1));
+    encoder.write_all(metadata.to_string().as_bytes()).unwrap();
+    let mut out = b"files_metadata.json".to_vec();
+    out.extend_from_slice(clusterd::sync::package::zlib::PATH_SEP);
+    out.extend_from_slice(&encoder.finish().unwrap());
+    out
+}
+
+/// Our 4.14 master's agent-groups send to a stock worker takes the stock master's shape (the
+/// envelope of `tests/data/stock/agent_groups_4_14_master.json`), once the worker holds the keys.
+#[test]
+fn our_4_14_masters_agent_groups_reach_a_stock_worker_in_the_stock_shape() {
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let home = root.path().join("master");
+    let mut intervals = common::intervals();
+    intervals["intervals"]["master"] =
+        json!({"recalculate_integrity": 1, "sync_agent_groups": 1, "agent_group_start_delay": 1});
+    NodeSpec::master(port)
+        .with_cluster_json(intervals)
+        .write(&home)
+        .unwrap();
+    let keys = "001 web-01 any 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n\
+                002 db-01 any 1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+    common::write(&home, "etc/client.keys", keys.as_bytes());
+    let master = Daemon::start(
+        Path::new(common::DAEMON),
+        &home,
+        &["--wazuh-version", "4.14.7"],
+    )
+    .unwrap();
+    assert!(
+        master.wait_for_log("[Local integrity] Finished", T),
+        "{}",
+        master.log()
+    );
+    assert!(wait_until(T, || home.join("queue/db/wdb").exists()));
+    let db = db_of(&home);
+    db.query("global insert-agent-group default").unwrap();
+    for (id, name, group) in [(1, "web-01", "webservers"), (2, "db-01", "databases")] {
+        for command in [
+            format!(
+                r#"global insert-agent {{"id":{id},"name":"{name}","ip":"any","date_add":1700000000}}"#
+            ),
+            format!("global insert-agent-group {group}"),
+            format!(
+                r#"global set-agent-groups {{"mode":"override","sync_status":"syncreq","data":[{{"id":{id},"groups":["default","{group}"]}}]}}"#
+            ),
+        ] {
+            let reply = db.query(&command).unwrap();
+            assert_ne!(
+                reply.status,
+                clusterd::store::WdbStatus::Err,
+                "{command}: {reply:?}"
+            );
+        }
+    }
+
+    // The stock worker's integrity check tells the master which keys it holds: all of them.
+    let mut worker = stock_worker(port, "4.14.7");
+    let digest = clusterd::pool::hash::hash_file(
+        &home.join("etc/client.keys"),
+        clusterd::sync::HashKind::Blake2b512,
+    )
+    .unwrap();
+    let metadata = json!({"etc/client.keys": {"mod_time": 1700000000.5, "cluster_item_key": "etc/",
+                                               "merged": false, "hash": digest}});
+    assert!(wait_until(T, || worker
+        .request("syn_i_w_m_p", b"", T)
+        .is_ok_and(|(_, a)| a == b"True")));
+    let (_, task) = worker.request("syn_i_w_m", b"", T).unwrap();
+    let task = String::from_utf8(task).unwrap();
+    let rel = "queue/cluster/worker1/worker1-1700000000.zip";
+    worker.send_file(rel, &zlib_metadata(&metadata), T).unwrap();
+    worker
+        .request("syn_i_w_m_e", format!("{task} {rel}").as_bytes(), T)
+        .unwrap();
+
+    let stock_shape: Value = serde_json::from_str(
+        vector("agent_groups_4_14_master.json")["periodic"]["long_string"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let found = wait_until(T, || {
+        let Ok(send) = worker.expect(|c| matches!(c, Command::SynGMW | Command::SynGMWC), T) else {
+            return false;
+        };
+        worker.reply(send.counter, "ok", &send.payload).unwrap();
+        let sid = String::from_utf8(send.payload).unwrap();
+        let envelope: Value = serde_json::from_slice(&worker.take_string(&sid).unwrap()).unwrap();
+        let keys: Vec<&String> = envelope.as_object().unwrap().keys().collect();
+        let stock_keys: Vec<&String> = stock_shape.as_object().unwrap().keys().collect();
+        assert_eq!(keys, stock_keys, "{envelope}");
+        assert_eq!(
+            envelope["set_data_command"],
+            stock_shape["set_data_command"]
+        );
+        assert_eq!(envelope["payload"], stock_shape["payload"]);
+        let done = if send.command == Command::SynGMW {
+            "syn_w_g_e"
+        } else {
+            "syn_wgc_e"
+        };
+        worker
+            .request(
+                done,
+                br#"{"updated_chunks": 1, "error_messages": [], "time_spent": 0.01}"#,
+                T,
+            )
+            .unwrap();
+        for chunk in envelope["chunks"].as_array().unwrap() {
+            let pages: Value = serde_json::from_str(chunk.as_str().unwrap()).unwrap();
+            for agent in pages[0]["data"].as_array().unwrap() {
+                let fields: Vec<&String> = agent.as_object().unwrap().keys().collect();
+                assert_eq!(fields, ["id", "name", "groups"], "{agent}");
+                seen.push(agent.clone());
+            }
+        }
+        seen.len() >= 2
+    });
+    assert!(found, "{seen:?}\n{}", master.log());
+    assert!(
+        seen.contains(&json!({"id": 1, "name": "web-01", "groups": ["default", "webservers"]})),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&json!({"id": 2, "name": "db-01", "groups": ["default", "databases"]})),
+        "{seen:?}"
+    );
+    assert!(!master.log().contains("ERROR"), "{}", master.log());
+}
