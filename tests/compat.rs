@@ -457,19 +457,39 @@ fn our_cluster_control_on_a_stock_4_14_masters_socket() {
     control_on_a_stock_socket("4.14.7");
 }
 
-/// Our worker joined to a stock-like master: `cluster_control -l` and `-i` on the worker are relayed
-/// and answered as that master answers them.
-fn control_through_our_worker(version: &str) {
-    let root = tempfile::tempdir().unwrap();
+/// Our worker `worker1` of `version` (with `cluster_json`) joined to a scripted stock master.
+fn under_a_stock_master(
+    root: &Path,
+    version: &str,
+    cluster_json: Value,
+) -> (Daemon, PathBuf, ScriptedPeer) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let home = root.path().join("worker1");
-    let worker = common::start(NodeSpec::worker("worker1", port), &home, version);
+    let home = root.join("worker1");
+    NodeSpec::worker("worker1", port)
+        .with_cluster_json(cluster_json)
+        .write(&home)
+        .unwrap();
+    let worker = Daemon::start(
+        Path::new(common::DAEMON),
+        &home,
+        &["--wazuh-version", version],
+    )
+    .unwrap();
     let mut master = ScriptedPeer::accept(&listener, DEMO_KEY, T).unwrap();
     let hello = master.expect(|c| *c == Command::Hello, T).unwrap();
     master
         .reply(hello.counter, "ok", b"Client worker1 added")
         .unwrap();
+    (worker, home, master)
+}
+
+/// Our worker joined to a stock-like master: `cluster_control -l` and `-i` on the worker are relayed
+/// and answered as that master answers them.
+fn control_through_our_worker(version: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let (worker, home, mut master) =
+        under_a_stock_master(root.path(), version, common::intervals());
     assert!(
         worker.wait_for_log("Successfully connected to master", T),
         "{}",
@@ -525,26 +545,9 @@ fn our_worker_under_a_stock_4_14_master_answers_cluster_control() {
 /// `syn_i_w_m_r None <3039>`, since 4.3 knows no `cancel_task`; 4.14: `cancel_task`).
 fn worker_gives_up_as_stock_does(version: &str) {
     let root = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let home = root.path().join("worker1");
     let mut intervals = common::intervals();
     intervals["intervals"]["communication"] = json!({"timeout_receiving_file": 2});
-    NodeSpec::worker("worker1", port)
-        .with_cluster_json(intervals)
-        .write(&home)
-        .unwrap();
-    let worker = Daemon::start(
-        Path::new(common::DAEMON),
-        &home,
-        &["--wazuh-version", version],
-    )
-    .unwrap();
-    let mut master = ScriptedPeer::accept(&listener, DEMO_KEY, T).unwrap();
-    let hello = master.expect(|c| *c == Command::Hello, T).unwrap();
-    master
-        .reply(hello.counter, "ok", b"Client worker1 added")
-        .unwrap();
+    let (worker, _home, mut master) = under_a_stock_master(root.path(), version, intervals);
     let permission = master.expect(|c| *c == Command::SynIWMP, T).unwrap();
     master.reply(permission.counter, "ok", b"True").unwrap();
     let open = master.expect(|c| *c == Command::SynIWM, T).unwrap();
@@ -597,15 +600,8 @@ fn our_4_14_worker_cancels_a_missing_package_as_a_4_14_worker_does() {
 #[test]
 fn a_stock_4_14_masters_agent_groups_reach_our_workers_database() {
     let root = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let home = root.path().join("worker1");
-    let worker = common::start(NodeSpec::worker("worker1", port), &home, "4.14.7");
-    let mut master = ScriptedPeer::accept(&listener, DEMO_KEY, T).unwrap();
-    let hello = master.expect(|c| *c == Command::Hello, T).unwrap();
-    master
-        .reply(hello.counter, "ok", b"Client worker1 added")
-        .unwrap();
+    let (worker, home, mut master) =
+        under_a_stock_master(root.path(), "4.14.7", common::intervals());
     let vector = vector("agent_groups_4_14_master.json");
     for (send, command, done) in [
         ("full", "syn_g_m_w_c", Command::SynWGCE),

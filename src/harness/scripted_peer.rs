@@ -53,6 +53,20 @@ impl Write for PeerStream {
     }
 }
 
+/// Polls a non-blocking `accept` until a connection comes or `timeout` passes.
+fn accept_within<S>(timeout: Duration, mut accept: impl FnMut() -> io::Result<S>) -> io::Result<S> {
+    let start = Instant::now();
+    loop {
+        match accept() {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// One end of a cluster connection, scripted.
 pub struct ScriptedPeer {
     stream: PeerStream,
@@ -93,20 +107,10 @@ impl ScriptedPeer {
     /// Waits for a client on a local socket (no encryption), as a node's local server does.
     pub fn accept_local(listener: &UnixListener, timeout: Duration) -> io::Result<ScriptedPeer> {
         listener.set_nonblocking(true)?;
-        let start = Instant::now();
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false)?;
-                    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-                    return Ok(ScriptedPeer::over(PeerStream::Unix(stream), Cipher::Plain));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && start.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let stream = accept_within(timeout, || listener.accept().map(|(s, _)| s))?;
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(ScriptedPeer::over(PeerStream::Unix(stream), Cipher::Plain))
     }
 
     /// Connects to a master, as a worker does.
@@ -121,19 +125,9 @@ impl ScriptedPeer {
         timeout: Duration,
     ) -> io::Result<ScriptedPeer> {
         listener.set_nonblocking(true)?;
-        let start = Instant::now();
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false)?;
-                    return ScriptedPeer::new(stream, key);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && start.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let stream = accept_within(timeout, || listener.accept().map(|(s, _)| s))?;
+        stream.set_nonblocking(false)?;
+        ScriptedPeer::new(stream, key)
     }
 
     fn flush(&mut self) -> io::Result<()> {
