@@ -441,6 +441,66 @@ fn control_on_a_stock_socket(version: &str) {
     let (code, out, err) = finish(child);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out, stock_health_text(version));
+
+    // -a: the agents overview through the distributed API, as the stock tool asks it.
+    let child = cluster_control(&home, &["-a", "-fs", "active"]);
+    let mut server = ScriptedPeer::accept_local(&listener, T).unwrap();
+    let request = server.expect(|_| true, T).unwrap();
+    assert_eq!(request.command, Command::Dapi);
+    let asked: Value = serde_json::from_slice(&request.payload).unwrap();
+    let stock: Value = serde_json::from_str(
+        vector("cluster_control_requests.json")[format!("v{version}")]["-a -fn worker1 -fs active"]
+            [0]["payload"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(asked["f"], stock["f"]);
+    assert_eq!(
+        asked["f_kwargs"]["filters"],
+        json!({"status": "active", "node_name": "all"})
+    );
+    let mut fields: Vec<&str> = asked["f_kwargs"]["select"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut stock_fields: Vec<&str> = stock["f_kwargs"]["select"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    stock_fields.sort_unstable();
+    assert_eq!(fields, stock_fields);
+    server
+        .reply(
+            request.counter,
+            "ok",
+            b"Added request to API requests queue",
+        )
+        .unwrap();
+    let result = json!({"items": [
+        {"id": "000", "name": "master", "ip": "127.0.0.1", "status": "active", "version": "Wazuh v4.14.7", "node_name": "master"},
+        {"id": "001", "name": "web-01", "ip": "10.0.1.22", "status": "active", "node_name": "worker1"}],
+        "totalItems": 2});
+    let sid = server
+        .send_string(result.to_string().as_bytes(), T)
+        .unwrap();
+    let (command, _) = server.request("dapi_res", sid.as_bytes(), T).unwrap();
+    assert_eq!(command, Command::Ok);
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        concat!(
+            "ID   NAME    IP         STATUS  VERSION        NODE NAME  \n",
+            "000  master  127.0.0.1  active  Wazuh v4.14.7  master     \n",
+            "001  web-01  10.0.1.22  active  unknown        worker1    \n",
+        )
+    );
     assert!(
         unknown.is_empty(),
         "commands a stock daemon does not know: {unknown:?}"
@@ -527,6 +587,27 @@ fn control_through_our_worker(version: &str) {
     assert!(
         unknown.is_empty(),
         "commands a stock master does not know: {unknown:?}"
+    );
+
+    // -a needs the distributed API relay, which the worker does not have: a clear error.
+    let mut child = cluster_control(&home, &["-a", "--timeout", "10"]);
+    loop {
+        let request = match master.expect(
+            |c| matches!(c, Command::GetAgents),
+            Duration::from_millis(500),
+        ) {
+            Ok(request) => request,
+            Err(_) if child.try_wait().unwrap().is_some() => break,
+            Err(_) => continue,
+        };
+        let (command, payload) = stock_answer(version, &request, &mut unknown);
+        master.reply(request.counter, command, &payload).unwrap();
+    }
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("lists agents through the distributed API"),
+        "{err}"
     );
 }
 

@@ -69,6 +69,36 @@ const AGENTS_PER_REQUEST: u64 = 1000;
 /// Requests at most for one listing: 100 million agents.
 const AGENT_PAGES_MAX: usize = 100_000;
 
+/// `-a` on Wazuh's daemon: the agents overview through the distributed API, as Wazuh's tool asks
+/// it (filters joined with commas, `all` when none). Absent values print as `unknown`.
+fn print_agents_by_dapi(client: &mut LocalClient, args: &Args) -> Result<(), ExitCode> {
+    let joined = |names: &Vec<String>| match names.is_empty() {
+        true => "all".to_owned(),
+        false => names.join(","),
+    };
+    let request = json!({
+        "f": {"__callable__": {"__name__": "get_agents_overview", "__module__": "wazuh.core.agent",
+                               "__qualname__": "Agent.get_agents_overview", "__type__": "function"}},
+        "f_kwargs": {"filters": {"status": joined(&args.filter_status), "node_name": joined(&args.filter_node)},
+                     "limit": null, "select": ["id", "ip", "name", "status", "node_name", "version"]},
+        "from_cluster": false,
+        "wait_for_complete": false
+    });
+    let answer = client
+        .dapi(request.to_string().as_bytes())
+        .map_err(|e| match e {
+            ControlError::Remote(err) => fail(err),
+            other => fail(other),
+        })?;
+    let result: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|e| fail(format!("the distributed API answered no JSON: {e}")))?;
+    let Some(items) = result["items"].as_array() else {
+        return Err(fail(format!("unexpected agents overview: {result}")));
+    };
+    print!("{}", format::agents_table(items));
+    Ok(())
+}
+
 /// `-a`: every agent, read page after page so that each request answers well within its timeout.
 fn print_agents(client: &mut LocalClient, args: &Args) -> Result<(), ExitCode> {
     let list = |names: &Vec<String>| {
@@ -86,6 +116,17 @@ fn print_agents(client: &mut LocalClient, args: &Args) -> Result<(), ExitCode> {
         let page = client
             .call_json("get_agents", request.to_string().as_bytes())
             .map_err(|e| match e {
+                // A clusterd worker relays `get_agents` to its master; a stock master does not
+                // know it and lists agents only through the distributed API.
+                ControlError::Remote(err)
+                    if err.code == 3000
+                        && err.extra.as_deref().is_some_and(|x| x.contains("'b'get_agents''")) =>
+                {
+                    fail(format!(
+                        "{err}. The master is a Wazuh node: it lists agents through the distributed API, \
+                         which this worker does not relay; run cluster_control -a on the master."
+                    ))
+                }
                 ControlError::Remote(err) => fail(err),
                 other => fail(other),
             })?;
@@ -162,6 +203,10 @@ fn run(args: Args) -> Result<(), ExitCode> {
         return Ok(());
     }
     if args.agents {
+        // `get_agents` is ours; Wazuh's daemon lists agents through the distributed API.
+        if !clusterd {
+            return print_agents_by_dapi(&mut client, &args);
+        }
         return print_agents(&mut client, &args);
     }
     Err(fail("Nothing to do: use -l, -i or -a (see --help)."))

@@ -151,6 +151,66 @@ impl LocalClient {
         }
     }
 
+    /// Sends a distributed-API request (`dapi`) as Wazuh's local client does, and returns its
+    /// result: the node acknowledges the request, then sends the result as a long string followed
+    /// by a `dapi_res <string id>` request, or a `dapi_err <error>` request. Both are acknowledged
+    /// with Wazuh's replies.
+    pub fn dapi(&mut self, request: &[u8]) -> Result<Vec<u8>, ControlError> {
+        let start = Instant::now();
+        self.conn
+            .request("dapi", request, (), start, self.timeout)?;
+        self.flush()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let events = self.read_events(start, &mut buf)?;
+            let mut outcome = None;
+            for event in events {
+                match event {
+                    Event::Reply {
+                        command: Command::Ok,
+                        ..
+                    } => {}
+                    Event::Reply { payload, .. } => {
+                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
+                            &payload,
+                        ))))
+                    }
+                    Event::Request {
+                        counter,
+                        command: Command::DapiRes,
+                        payload,
+                    } => {
+                        let sid = String::from_utf8_lossy(&payload).into_owned();
+                        let result = self.conn.take_string(&sid).map_err(|e| {
+                            ControlError::Remote(WazuhError::with_extra(3035, e.to_string()))
+                        });
+                        self.conn
+                            .reply(counter, "ok", b"Distributed api response received")?;
+                        outcome = Some(result);
+                    }
+                    Event::Request {
+                        counter,
+                        command: Command::DapiErr,
+                        payload,
+                    } => {
+                        self.conn.reply(counter, "ok", b"Response received")?;
+                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
+                            &payload,
+                        ))));
+                    }
+                    Event::Request { counter, .. } => {
+                        self.conn.reply(counter, "err", b"unexpected request")?
+                    }
+                    Event::Cancelled { .. } => {}
+                }
+            }
+            self.flush()?;
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+    }
+
     /// Like [`call`](Self::call), for JSON answers.
     pub fn call_json(
         &mut self,
