@@ -82,6 +82,9 @@ pub enum JobOutcome {
         counts: SyncCounts,
         package: Option<Package>,
         warnings: Vec<String>,
+        /// What the comparison left out on purpose (logged as information, e.g. agent-group files
+        /// of agents the master does not know).
+        notes: Vec<String>,
         /// Digest of the worker's `etc/client.keys` in its metadata (`None`: it has none).
         worker_client_keys: Option<String>,
     },

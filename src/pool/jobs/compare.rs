@@ -35,8 +35,8 @@ pub(crate) fn compare(
         .read()
         .map_err(|_| "the snapshot is poisoned".to_string())?
         .clone();
-    let mut warnings = Vec::new();
-    let known = known_agents(shared, &ours, &theirs, &mut warnings);
+    let (mut warnings, mut notes) = (Vec::new(), Vec::new());
+    let known = known_agents(shared, &ours, &theirs, &mut warnings, &mut notes);
     let mut class = classify(&ours, &theirs, &env.files, env.dialect, &|id| {
         known.as_ref().is_none_or(|k| k.contains(id))
     });
@@ -46,6 +46,7 @@ pub(crate) fn compare(
             counts: SyncCounts::default(),
             package: None,
             warnings,
+            notes,
             worker_client_keys,
         });
     }
@@ -67,6 +68,7 @@ pub(crate) fn compare(
         counts,
         package: Some(package?),
         warnings,
+        notes,
         worker_client_keys,
     })
 }
@@ -74,18 +76,32 @@ pub(crate) fn compare(
 /// Ids per lookup of existing agents: rows of `{"id":n}` are ~12 bytes.
 const KNOWN_IDS_PER_LOOKUP: usize = 2_000;
 
-/// Agent-group files named in a warning, at most.
+/// Agent-group files named in a note, at most.
 const NAMED_FILES_MAX: usize = 10;
+
+/// Characters of a worker-supplied file name quoted in a note, at most.
+const NAME_CHARS_MAX: usize = 64;
+
+/// The first `max` characters of `text`, with `...` when it was longer.
+fn prefix(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
 
 /// 4.3: which agents of the worker-only `queue/agent-groups/` files the master's agent database
 /// knows, as those file names. A master only takes agent groups of its own agents (§4.1.10); the
-/// others are named in a warning. `None` takes every file: not 4.3, nothing to ask, or no answer
-/// from the database (then said in a warning, and nothing is lost: the worker keeps its files).
+/// others are named in a note (information, not a warning: a worker may keep such files for
+/// long, and each round would say it again). `None` takes every file: not 4.3, nothing to ask,
+/// or no answer from the database (then said in a warning, and nothing is lost: the worker keeps
+/// its files).
 fn known_agents(
     shared: &Shared,
     ours: &Metadata,
     theirs: &Metadata,
     warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
 ) -> Option<HashSet<String>> {
     if shared.env.dialect != Dialect::V4_3 {
         return None;
@@ -120,13 +136,13 @@ fn known_agents(
         let shown: Vec<String> = unknown
             .iter()
             .take(NAMED_FILES_MAX)
-            .map(|n| format!("{AGENT_GROUPS_KEY}{n}"))
+            .map(|n| format!("{AGENT_GROUPS_KEY}{}", prefix(n, NAME_CHARS_MAX)))
             .collect();
         let more = match unknown.len().saturating_sub(NAMED_FILES_MAX) {
             0 => String::new(),
             n => format!(" and {n} more"),
         };
-        warnings.push(format!(
+        notes.push(format!(
             "Extra-valid files of agents this master does not know were not requested ({}): {}{more}.",
             unknown.len(),
             shown.join(", ")
@@ -208,4 +224,18 @@ fn write_merged_shared(
     let env = &shared.env;
     let out = env.home.join(merged_shared_path(worker));
     write_merged(&env.home, env.dialect, &out, &class.shared_to_merge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix;
+
+    #[test]
+    fn quoted_names_are_cut_at_a_character_count() {
+        assert_eq!(prefix("042", 64), "042");
+        assert_eq!(
+            prefix(&"é".repeat(70), 64),
+            format!("{}...", "é".repeat(64))
+        );
+    }
 }

@@ -307,10 +307,14 @@ impl Master {
                 counts,
                 package,
                 warnings,
+                notes,
                 worker_client_keys,
             }) => {
                 for w in warnings {
                     clog_warn!(tag, "Integrity sync", "{w}");
+                }
+                for n in notes {
+                    clog_info!(tag, "Integrity sync", "{n}");
                 }
                 self.groups_worker_keys(conn, worker_client_keys);
                 self.compared(conn, received_files, counts, package, ctx);

@@ -326,6 +326,7 @@ impl Sim {
                         counts: SyncCounts::default(),
                         package: None,
                         warnings: vec![],
+                        notes: vec![],
                         worker_client_keys,
                     });
                 }
@@ -346,6 +347,7 @@ impl Sim {
                     counts,
                     package,
                     warnings: vec![],
+                    notes: vec![],
                     worker_client_keys,
                 })
             }
