@@ -42,6 +42,11 @@ pub struct LocalClient {
     timeout: Duration,
 }
 
+/// An `err` payload of the node as an error.
+fn remote(payload: &[u8]) -> ControlError {
+    ControlError::Remote(WazuhError::from_payload(payload))
+}
+
 pub fn socket_path(home: &Path) -> PathBuf {
     home.join("queue/cluster/c-internal.sock")
 }
@@ -96,52 +101,24 @@ impl LocalClient {
         Ok(events)
     }
 
-    /// Sends a request and returns the result payload, following a worker's relay.
-    pub fn call(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, ControlError> {
-        let start = Instant::now();
-        self.conn
-            .request(command, payload, (), start, self.timeout)?;
-        self.flush()?;
-        let mut buf = vec![0u8; 256 * 1024];
+    /// Reads until `handle` turns an event into the outcome (the last one of a read wins), or the
+    /// timeout counted from `start` passes. Requests `handle` answers are flushed after each read.
+    fn drive<T>(
+        &mut self,
+        start: Instant,
+        buf_bytes: usize,
+        mut handle: impl FnMut(
+            &mut Self,
+            Event<()>,
+        ) -> Result<Option<Result<T, ControlError>>, ControlError>,
+    ) -> Result<T, ControlError> {
+        let mut buf = vec![0u8; buf_bytes];
         loop {
             let events = self.read_events(start, &mut buf)?;
             let mut outcome = None;
             for event in events {
-                match event {
-                    Event::Reply {
-                        command: Command::Ok,
-                        payload,
-                        ..
-                    } if payload == RELAYED => {}
-                    Event::Reply {
-                        command: Command::Ok,
-                        payload,
-                        ..
-                    } => outcome = Some(Ok(payload)),
-                    Event::Reply { payload, .. } => {
-                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
-                            &payload,
-                        ))))
-                    }
-                    Event::Request {
-                        counter,
-                        command: Command::ControlRes,
-                        payload,
-                    } => {
-                        self.conn.reply(counter, "ok", b"Response received")?;
-                        outcome = Some(Ok(payload));
-                    }
-                    // The outcome of a `sendsync`: the daemon's answer as a new request.
-                    Event::Request {
-                        counter,
-                        command,
-                        payload,
-                    } => {
-                        if let Some(answer) = self.daemon_answer(counter, command, payload)? {
-                            outcome = Some(answer);
-                        }
-                    }
-                    Event::Cancelled { .. } => {}
+                if let Some(found) = handle(self, event)? {
+                    outcome = Some(found);
                 }
             }
             self.flush()?;
@@ -149,6 +126,44 @@ impl LocalClient {
                 return outcome;
             }
         }
+    }
+
+    /// Sends a request and returns the result payload, following a worker's relay.
+    pub fn call(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, ControlError> {
+        let start = Instant::now();
+        self.conn
+            .request(command, payload, (), start, self.timeout)?;
+        self.flush()?;
+        self.drive(start, 256 * 1024, |client, event| {
+            Ok(match event {
+                Event::Reply {
+                    command: Command::Ok,
+                    payload,
+                    ..
+                } if payload == RELAYED => None,
+                Event::Reply {
+                    command: Command::Ok,
+                    payload,
+                    ..
+                } => Some(Ok(payload)),
+                Event::Reply { payload, .. } => Some(Err(remote(&payload))),
+                Event::Request {
+                    counter,
+                    command: Command::ControlRes,
+                    payload,
+                } => {
+                    client.conn.reply(counter, "ok", b"Response received")?;
+                    Some(Ok(payload))
+                }
+                // The outcome of a `sendsync`: the daemon's answer as a new request.
+                Event::Request {
+                    counter,
+                    command,
+                    payload,
+                } => client.daemon_answer(counter, command, payload)?,
+                Event::Cancelled { .. } => None,
+            })
+        })
     }
 
     /// Sends a distributed-API request (`dapi`) as Wazuh's local client does, and returns its
@@ -160,55 +175,42 @@ impl LocalClient {
         self.conn
             .request("dapi", request, (), start, self.timeout)?;
         self.flush()?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let events = self.read_events(start, &mut buf)?;
-            let mut outcome = None;
-            for event in events {
-                match event {
-                    Event::Reply {
-                        command: Command::Ok,
-                        ..
-                    } => {}
-                    Event::Reply { payload, .. } => {
-                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
-                            &payload,
-                        ))))
-                    }
-                    Event::Request {
-                        counter,
-                        command: Command::DapiRes,
-                        payload,
-                    } => {
-                        let sid = String::from_utf8_lossy(&payload).into_owned();
-                        let result = self.conn.take_string(&sid).map_err(|e| {
-                            ControlError::Remote(WazuhError::with_extra(3035, e.to_string()))
-                        });
-                        self.conn
-                            .reply(counter, "ok", b"Distributed api response received")?;
-                        outcome = Some(result);
-                    }
-                    Event::Request {
-                        counter,
-                        command: Command::DapiErr,
-                        payload,
-                    } => {
-                        self.conn.reply(counter, "ok", b"Response received")?;
-                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
-                            &payload,
-                        ))));
-                    }
-                    Event::Request { counter, .. } => {
-                        self.conn.reply(counter, "err", b"unexpected request")?
-                    }
-                    Event::Cancelled { .. } => {}
+        self.drive(start, 256 * 1024, |client, event| {
+            Ok(match event {
+                Event::Reply {
+                    command: Command::Ok,
+                    ..
+                } => None,
+                Event::Reply { payload, .. } => Some(Err(remote(&payload))),
+                Event::Request {
+                    counter,
+                    command: Command::DapiRes,
+                    payload,
+                } => {
+                    let sid = String::from_utf8_lossy(&payload).into_owned();
+                    let result = client.conn.take_string(&sid).map_err(|e| {
+                        ControlError::Remote(WazuhError::with_extra(3035, e.to_string()))
+                    });
+                    client
+                        .conn
+                        .reply(counter, "ok", b"Distributed api response received")?;
+                    Some(result)
                 }
-            }
-            self.flush()?;
-            if let Some(outcome) = outcome {
-                return outcome;
-            }
-        }
+                Event::Request {
+                    counter,
+                    command: Command::DapiErr,
+                    payload,
+                } => {
+                    client.conn.reply(counter, "ok", b"Response received")?;
+                    Some(Err(remote(&payload)))
+                }
+                Event::Request { counter, .. } => {
+                    client.conn.reply(counter, "err", b"unexpected request")?;
+                    None
+                }
+                Event::Cancelled { .. } => None,
+            })
+        })
     }
 
     /// Like [`call`](Self::call), for JSON answers.
@@ -257,9 +259,7 @@ impl LocalClient {
             }
             Command::Err => {
                 self.conn.reply(counter, "ok", b"Error response received")?;
-                Ok(Some(Err(ControlError::Remote(WazuhError::from_payload(
-                    &payload,
-                )))))
+                Ok(Some(Err(remote(&payload))))
             }
             _ => {
                 self.conn.reply(counter, "err", b"unexpected request")?;
@@ -270,39 +270,22 @@ impl LocalClient {
 
     /// Reads until the outcome of the `sendsync` sent at `start` arrives, or the timeout passes.
     fn sendsync_outcome(&mut self, start: Instant) -> Result<String, ControlError> {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let events = self.read_events(start, &mut buf)?;
-            let mut outcome = None;
-            for event in events {
-                match event {
-                    Event::Request {
-                        counter,
-                        command,
-                        payload,
-                    } => {
-                        if let Some(answer) = self.daemon_answer(counter, command, payload)? {
-                            outcome = Some(
-                                answer.map(|text| String::from_utf8_lossy(&text).into_owned()),
-                            );
-                        }
-                    }
-                    Event::Reply {
-                        command: Command::Ok,
-                        ..
-                    } => {}
-                    Event::Reply { payload, .. } => {
-                        outcome = Some(Err(ControlError::Remote(WazuhError::from_payload(
-                            &payload,
-                        ))))
-                    }
-                    Event::Cancelled { .. } => {}
-                }
-            }
-            self.flush()?;
-            if let Some(outcome) = outcome {
-                return outcome;
-            }
-        }
+        self.drive(start, 64 * 1024, |client, event| {
+            Ok(match event {
+                Event::Request {
+                    counter,
+                    command,
+                    payload,
+                } => client
+                    .daemon_answer(counter, command, payload)?
+                    .map(|answer| answer.map(|text| String::from_utf8_lossy(&text).into_owned())),
+                Event::Reply {
+                    command: Command::Ok,
+                    ..
+                } => None,
+                Event::Reply { payload, .. } => Some(Err(remote(&payload))),
+                Event::Cancelled { .. } => None,
+            })
+        })
     }
 }
