@@ -4,7 +4,7 @@
 //! command line overrides them so a test or a one-off run need not edit it.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
@@ -74,6 +74,11 @@ pub struct Settings {
     /// A worker replaces its `etc/client.keys` with a master's that lost more than half of its agents
     /// only when this is set (protects workers from a master whose keys were wiped by mistake).
     pub allow_client_keys_shrink: bool,
+    /// The Wazuh framework's interpreter for the distributed API's framework executor (`None`:
+    /// `HOME/framework/python/bin/python3`).
+    pub framework_python: Option<PathBuf>,
+    /// Framework helper processes, hence framework requests running at once.
+    pub framework_helpers: usize,
 }
 
 impl Default for Settings {
@@ -84,6 +89,8 @@ impl Default for Settings {
             pool_threads: 0,
             connections_per_ip_max: 10,
             allow_client_keys_shrink: false,
+            framework_python: None,
+            framework_helpers: 2,
         }
     }
 }
@@ -104,6 +111,8 @@ struct SettingsFile {
     pool_threads: Option<usize>,
     connections_per_ip_max: Option<usize>,
     allow_client_keys_shrink: Option<bool>,
+    framework_python: Option<PathBuf>,
+    framework_helpers: Option<usize>,
 }
 
 impl Settings {
@@ -137,7 +146,15 @@ impl Settings {
             allow_client_keys_shrink: file
                 .allow_client_keys_shrink
                 .unwrap_or(defaults.allow_client_keys_shrink),
+            framework_python: file.framework_python,
+            framework_helpers: file.framework_helpers.unwrap_or(defaults.framework_helpers),
         };
+        if !(1..=64).contains(&settings.framework_helpers) {
+            return Err(ConfigError::Settings {
+                path: path.to_path_buf(),
+                message: "framework_helpers must be between 1 and 64".to_string(),
+            });
+        }
         if settings.connections_per_ip_max == 0 {
             return Err(ConfigError::Settings {
                 path: path.to_path_buf(),
@@ -206,6 +223,8 @@ mod tests {
                 pool_threads: 6,
                 connections_per_ip_max: 500,
                 allow_client_keys_shrink: false,
+                framework_python: None,
+                framework_helpers: 2,
             }
         );
         let zero = write(&dir, "connections_per_ip_max = 0\n");

@@ -11,7 +11,8 @@ use serde_json::json;
 use super::pidfile::PidFile;
 use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
 use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
-use crate::pool::{AgentEnv, ApplyPolicy, DaemonForwarder, PoolRunner, SyncEnv};
+use crate::pool::framework::{Framework, FrameworkConfig};
+use crate::pool::{AgentEnv, ApplyPolicy, DaemonForwarder, DapiEnv, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
 use crate::proto::node::{AgentSettings, Node, NodeSettings, Now, SyncSettings, Timers};
 use crate::store::{Backend, DaemonRouter, ManagerRow, Registrar};
@@ -88,6 +89,7 @@ fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
             check_worker_lastkeepalive: intervals.master.check_worker_lastkeepalive,
             max_allowed_time_without_keepalive: intervals.master.max_allowed_time_without_keepalive,
             timeout_cluster_request: intervals.communication.timeout_cluster_request,
+            timeout_dapi_request: intervals.communication.timeout_dapi_request,
         },
         sync: SyncSettings {
             dialect: config.dialect,
@@ -119,6 +121,64 @@ const JOB_QUEUE_MAX: usize = 4096;
 /// Threads for agent-database jobs: the database serialises writes anyway, and two let a slow
 /// listing run beside a sync.
 const AGENT_THREADS: usize = 2;
+
+/// Threads for distributed-API requests (each may wait on the framework or the database).
+const DAPI_THREADS: usize = 4;
+
+/// Adds the distributed-API threads: native functions on the agent database, the others in the
+/// Wazuh framework when this install has one.
+fn with_dapi(runner: PoolRunner, config: &Config, tag: &str) -> Result<PoolRunner, DaemonError> {
+    let Some(agents) = runner.agent_env() else {
+        return Ok(runner);
+    };
+    let python = config
+        .settings
+        .framework_python
+        .clone()
+        .unwrap_or_else(|| config.home.join("framework/python/bin/python3"));
+    let framework = Framework::find(FrameworkConfig {
+        python,
+        framework_dir: config.home.join("framework"),
+        helpers: config.settings.framework_helpers,
+        memory_bytes: FRAMEWORK_HELPER_MEMORY,
+        answer_bytes_max: FRAMEWORK_ANSWER_MAX,
+    });
+    match &framework {
+        Ok(f) => clog_info!(
+            tag,
+            "Main",
+            "Distributed API: framework functions run in {} helpers of {}.",
+            f.config().helpers,
+            f.config().python.display()
+        ),
+        Err(why) => clog_info!(
+            tag,
+            "Main",
+            "Distributed API: native functions only ({why})."
+        ),
+    }
+    let env = DapiEnv {
+        agents,
+        framework,
+        timeout: config
+            .cluster_json
+            .intervals
+            .communication
+            .timeout_dapi_request,
+    };
+    runner
+        .with_dapi(env, DAPI_THREADS, JOB_QUEUE_MAX)
+        .map_err(|source| DaemonError::Prepare {
+            path: config.home.clone(),
+            source,
+        })
+}
+
+/// Address space of one framework helper.
+const FRAMEWORK_HELPER_MEMORY: u64 = 2 << 30;
+
+/// Largest answer a framework helper may give.
+const FRAMEWORK_ANSWER_MAX: usize = 512 << 20;
 
 /// What the pool's jobs need to know about this node.
 fn sync_env(config: &Config) -> SyncEnv {
@@ -258,6 +318,7 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
             path: config.home.clone(),
             source,
         })?;
+    let runner = with_dapi(runner, &config, &tag)?;
     let event_loop = EventLoop::new(
         node,
         Box::new(runner),

@@ -7,6 +7,7 @@
 pub mod apply;
 mod client_keys;
 mod confine;
+pub mod framework;
 mod fsat;
 pub mod hash;
 pub mod integrity;
@@ -17,6 +18,7 @@ pub use apply::{apply, ApplyPlan, ApplyPolicy, ApplyReport};
 pub use hash::{hash_file, MMAP_THRESHOLD_BYTES};
 pub use integrity::{local_integrity, IntegrityCache, IntegrityReport, RACY_MARGIN};
 pub use jobs::agents::{AgentEnv, DaemonForwarder};
+pub use jobs::dapi::DapiEnv;
 pub use runner::{PoolRunner, SyncEnv};
 pub use threads::{JobError, JobId, Pool, PoolError};
 pub mod jobs;

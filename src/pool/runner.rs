@@ -12,6 +12,7 @@ use super::apply::ApplyPolicy;
 use super::integrity::IntegrityCache;
 use super::jobs;
 use super::jobs::agents::AgentEnv;
+use super::jobs::dapi::DapiEnv;
 use super::threads::{JobError, Pool};
 use crate::config::{Dialect, FilesTable};
 use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, JobRunner};
@@ -61,6 +62,9 @@ pub struct PoolRunner {
     /// Agent-database jobs run on threads of their own, so a slow database never queues behind
     /// (or holds up) hashing and packaging.
     agents: Option<(Pool<JobOutcome>, Arc<AgentEnv>)>,
+    /// Distributed-API requests run on threads of their own too: a slow API call never holds up
+    /// the agent flows, and at most as many run at once as there are threads.
+    dapi: Option<(Pool<JobOutcome>, Arc<DapiEnv>)>,
 }
 
 impl PoolRunner {
@@ -85,6 +89,7 @@ impl PoolRunner {
             shared,
             results,
             agents: None,
+            dapi: None,
         })
     }
 
@@ -103,6 +108,27 @@ impl PoolRunner {
         let _ = self.shared.agents_db.set(env.db.clone());
         self.agents = Some((pool, Arc::new(env)));
         Ok(self)
+    }
+
+    /// Adds the distributed-API threads; without them DAPI jobs fail.
+    pub fn with_dapi(
+        mut self,
+        env: DapiEnv,
+        threads: usize,
+        queue_capacity: usize,
+    ) -> io::Result<PoolRunner> {
+        let pool = Pool::new(
+            threads.max(1),
+            queue_capacity,
+            deliverer(self.results.clone()),
+        )?;
+        self.dapi = Some((pool, Arc::new(env)));
+        Ok(self)
+    }
+
+    /// The agent environment, shared with the distributed-API jobs.
+    pub fn agent_env(&self) -> Option<Arc<AgentEnv>> {
+        self.agents.as_ref().map(|(_, env)| env.clone())
     }
 
     pub fn threads(&self) -> usize {
@@ -134,6 +160,15 @@ impl JobRunner for PoolRunner {
                 })
                 .map_err(|e| format!("the agent threads cannot take the job: {e}"));
         }
+        if let Job::Dapi(job) = job {
+            let Some((pool, env)) = &self.dapi else {
+                return Err("this node runs no distributed-API threads".into());
+            };
+            let env = env.clone();
+            return pool
+                .submit(id, move || Ok(JobOutcome::Dapi(jobs::dapi::run(&env, job))))
+                .map_err(|e| format!("the distributed-API threads cannot take the job: {e}"));
+        }
         let shared = self.shared.clone();
         self.pool
             .submit(id, move || run(&shared, job).map_err(JobError::Failed))
@@ -157,6 +192,7 @@ fn run(shared: &Shared, job: Job) -> Result<JobOutcome, String> {
         } => jobs::apply_package::apply_package(shared, &rel, &extra_valid_rel),
         Job::ExtraValid { worker, rel } => jobs::extra_valid::receive(shared, &worker, &rel),
         Job::Agents(_) => Err("agent jobs run on the agent threads".into()),
+        Job::Dapi(_) => Err("distributed-API jobs run on their own threads".into()),
         Job::Remove { rel } => {
             jobs::files::remove_transfer(&shared.env.home, &rel).map(|()| JobOutcome::Removed)
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub use super::agent_jobs::{AgentJob, AgentOutcome};
+pub use super::dapi::{DapiJob, DapiOutcome};
 
 /// Identifies a job; unique per node.
 pub type JobId = u64;
@@ -38,6 +39,8 @@ pub enum Job {
     Remove { rel: String },
     /// Agent-database and daemon work.
     Agents(AgentJob),
+    /// Distributed-API work (PROTOCOL.md §4.5).
+    Dapi(DapiJob),
 }
 
 /// File counts of a comparison, as the logs and `get_health` report them.
@@ -104,6 +107,7 @@ pub enum JobOutcome {
     },
     Removed,
     Agents(AgentOutcome),
+    Dapi(DapiOutcome),
 }
 
 /// The agents holding a key in one `etc/client.keys` content: what a worker holding that file can

@@ -5,6 +5,7 @@ pub mod agent_jobs;
 pub mod command;
 pub mod connection;
 pub mod crypto;
+pub mod dapi;
 pub mod decoder;
 pub mod encoder;
 pub mod files;

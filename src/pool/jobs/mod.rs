@@ -3,6 +3,7 @@
 pub mod agents;
 pub(super) mod apply_package;
 pub(super) mod compare;
+pub mod dapi;
 pub(super) mod extra_valid;
 pub(super) mod files;
 pub(super) mod integrity;

@@ -27,6 +27,9 @@ impl Master {
         if let Some(reply) = self.groups_request(conn, command, payload, ctx) {
             return Some(Some(reply));
         }
+        if let Some(reply) = self.dapi_request(conn, command, payload, ctx) {
+            return Some(Some(reply));
+        }
         self.sendsync_request(conn, counter, command, payload, ctx)
     }
 
@@ -65,6 +68,7 @@ impl Master {
                 self.sendsync_reply(conn, client, command, payload, ctx);
                 None
             }
+            other if self.dapi_reply(conn, &other, &command, &payload, ctx) => None,
             other => Some((other, command, payload)),
         }
     }
@@ -88,12 +92,14 @@ impl Master {
         self.agent_info_job_done(id, result, ctx)
             || self.groups_job_done(id, result, ctx)
             || self.sendsync_job_done(id, result, ctx)
+            || self.dapi_job_done(id, result, ctx)
     }
 
     pub(super) fn agents_tick(&mut self, ctx: &mut Ctx) {
         self.agent_info_tick(ctx);
         self.groups_tick(ctx);
         self.sendsync_tick(ctx);
+        self.dapi_tick(ctx);
     }
 
     /// Worker `conn` is gone.
@@ -101,6 +107,7 @@ impl Master {
         self.agent_info_closed(conn, ctx);
         self.groups_closed(conn, ctx);
         self.sendsync_closed(conn, ctx);
+        self.dapi_closed(conn, ctx);
     }
 }
 
@@ -116,6 +123,9 @@ impl Worker {
             return Some(reply);
         }
         if let Some(reply) = self.groups_request(command, payload, ctx) {
+            return Some(reply);
+        }
+        if let Some(reply) = self.dapi_request(command, payload, ctx) {
             return Some(reply);
         }
         self.sendsync_request(command, payload, ctx)
@@ -152,6 +162,7 @@ impl Worker {
                 self.sendsync_reply(client, command, payload, ctx);
                 None
             }
+            other if self.dapi_reply(&other, &command, &payload, ctx) => None,
             other => Some((other, command, payload)),
         }
     }
@@ -176,6 +187,7 @@ impl Worker {
         self.agent_info_job_done(id, result, ctx)
             || self.groups_job_done(id, result, ctx)
             || self.sendsync_job_done(id, result, ctx)
+            || self.dapi_job_done(id, result, ctx)
     }
 
     /// Time passed on an accepted link.
@@ -183,6 +195,7 @@ impl Worker {
         self.agent_info_tick(ctx);
         self.groups_tick(ctx);
         self.sendsync_tick(ctx);
+        self.dapi_tick(ctx);
     }
 
     /// The link came up or went down: string transfers end with it.
@@ -191,6 +204,7 @@ impl Worker {
         self.agent_info_reset(ctx);
         self.groups_reset(ctx);
         self.sendsync_reset(ctx);
+        self.dapi_reset(ctx);
     }
 }
 
@@ -209,13 +223,17 @@ fn expiry(
             let (strings, conn) = sends?;
             strings.timed_out(conn, token, now, timeout)
         }
-        Purpose::AgentInfo | Purpose::AgentGroups { .. } | Purpose::SendSync { .. } => {
-            Some(Failed {
-                purpose,
-                command: Command::Err,
-                payload: format!("the {peer} did not answer in time").into_bytes(),
-            })
-        }
+        Purpose::AgentInfo
+        | Purpose::AgentGroups { .. }
+        | Purpose::SendSync { .. }
+        | Purpose::DapiRelay { .. }
+        | Purpose::DapiShare { .. }
+        | Purpose::DapiForward { .. }
+        | Purpose::DapiAnswer { .. } => Some(Failed {
+            purpose,
+            command: Command::Err,
+            payload: format!("the {peer} did not answer in time").into_bytes(),
+        }),
         _ => None,
     }
 }

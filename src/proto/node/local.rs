@@ -3,6 +3,9 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
+use super::strings_out::{StringSends, Then};
 use super::{flush_conn, silent_peers, ConnId, Node, Now, PeerConn, Purpose, Role};
 use crate::proto::command::Command;
 use crate::proto::connection::Event;
@@ -14,6 +17,8 @@ pub(super) struct LocalPeer {
     pub(super) conn: PeerConn,
     client_id: u32,
     last_keepalive: Instant,
+    /// Long strings being sent to the client (DAPI results).
+    strings: StringSends,
 }
 
 /// A deferred answer to a local client's request (same counter), e.g. a page of the agent listing.
@@ -29,6 +34,30 @@ pub(super) struct LocalDelivery {
     pub(super) local: ConnId,
     pub(super) command: &'static str,
     pub(super) payload: Vec<u8>,
+    /// `payload` goes first as a long string, then `<command> <string id>` (a DAPI result).
+    pub(super) long: bool,
+}
+
+impl LocalDelivery {
+    /// `<command> <payload>` as one request.
+    pub(super) fn request(local: ConnId, command: &'static str, payload: Vec<u8>) -> LocalDelivery {
+        LocalDelivery {
+            local,
+            command,
+            payload,
+            long: false,
+        }
+    }
+
+    /// `payload` as a long string, then `<command> <string id>`.
+    pub(super) fn string(local: ConnId, command: &'static str, payload: Vec<u8>) -> LocalDelivery {
+        LocalDelivery {
+            local,
+            command,
+            payload,
+            long: true,
+        }
+    }
 }
 
 impl LocalPeer {
@@ -37,6 +66,7 @@ impl LocalPeer {
             conn,
             client_id,
             last_keepalive: now.mono,
+            strings: StringSends::default(),
         }
     }
 
@@ -85,14 +115,38 @@ impl Node {
             self.outputs.push(super::Output::Close { conn });
             return;
         }
+        let timeout = self.settings.timers.timeout_cluster_request;
         for event in events {
-            if let Event::Request {
-                counter,
-                command,
-                payload,
-            } = event
-            {
-                self.local_request(conn, counter, command, payload, now);
+            match event {
+                Event::Request {
+                    counter,
+                    command,
+                    payload,
+                } => self.local_request(conn, counter, command, payload, now),
+                Event::Reply {
+                    purpose: Purpose::StringStep { token },
+                    command,
+                    payload,
+                } => {
+                    if let Some(peer) = self.locals.get_mut(&conn) {
+                        if let Some(failed) = peer.strings.replied(
+                            &mut peer.conn,
+                            token,
+                            command,
+                            payload,
+                            now.mono,
+                            timeout,
+                        ) {
+                            clog_error!(
+                                peer.tag(),
+                                "Main",
+                                "Could not send a result to the local client: {}",
+                                String::from_utf8_lossy(&failed.payload)
+                            );
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         if let Some(peer) = self.locals.get_mut(&conn) {
@@ -140,6 +194,9 @@ impl Node {
                     }
                 }
             },
+            Command::Dapi | Command::DapiFwd => {
+                self.dapi_local_request(conn, &command, &payload, now)
+            }
             other => match self.sendsync_local_request(conn, counter, other, &payload, now) {
                 Some(reply) => reply,
                 None => Some(("err", unknown_local_command(other))),
@@ -161,10 +218,26 @@ impl Node {
             let Some(peer) = self.locals.get_mut(&d.local) else {
                 continue;
             };
-            if let Err(e) =
+            let sent = if d.long {
+                let then = Then {
+                    command: d.command,
+                    prefix: String::new(),
+                    purpose: Purpose::Ignore,
+                };
+                peer.strings.start(
+                    &mut peer.conn,
+                    Bytes::from(d.payload),
+                    then,
+                    now.mono,
+                    timeout,
+                )
+            } else {
                 peer.conn
                     .request(d.command, &d.payload, Purpose::Ignore, now.mono, timeout)
-            {
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = sent {
                 clog_error!(
                     peer.tag(),
                     "Main",
@@ -206,17 +279,28 @@ impl Node {
     }
 
     pub(super) fn expire_local_requests(&mut self, now: Now) {
+        let timeout = self.settings.timers.timeout_cluster_request;
         for peer in self.locals.values_mut() {
-            peer.conn.expire(now.mono);
+            for purpose in peer.conn.expire(now.mono) {
+                if let Purpose::StringStep { token } = purpose {
+                    if peer
+                        .strings
+                        .timed_out(&mut peer.conn, token, now.mono, timeout)
+                        .is_some()
+                    {
+                        clog_error!(
+                            peer.tag(),
+                            "Main",
+                            "The local client did not take a result in time."
+                        );
+                    }
+                }
+            }
         }
     }
 }
 
 /// A local request relayed to the master failed: tell the client with an `err` request.
 pub(super) fn relay_failure(local: ConnId, error: &WazuhError) -> LocalDelivery {
-    LocalDelivery {
-        local,
-        command: "err",
-        payload: error.to_payload(),
-    }
+    LocalDelivery::request(local, "err", error.to_payload())
 }

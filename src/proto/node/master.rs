@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::agent_info::MasterAgentInfo;
+use super::dapi_master::MasterDapi;
 use super::groups::MasterGroups;
 use super::listing::{self, NodeEntry, WorkerStatus};
 use super::local::unknown_command;
@@ -73,6 +74,7 @@ pub(super) struct Master {
     pub(super) agent_info: MasterAgentInfo,
     pub(super) groups: MasterGroups,
     pub(super) sendsync: MasterSendSync,
+    pub(super) dapi: Box<MasterDapi>,
     /// Answers for local clients, delivered by the node (the master does not own them).
     pub(super) local_replies: Vec<LocalReply>,
     /// New requests for local clients (sendsync answers), delivered by the node.
@@ -90,6 +92,7 @@ impl Master {
             agent_info: MasterAgentInfo::default(),
             groups: MasterGroups::default(),
             sendsync: MasterSendSync::default(),
+            dapi: Box::default(),
             local_replies: Vec::new(),
             deliveries: Vec::new(),
         }

@@ -5,12 +5,16 @@
 mod agent_info;
 mod agent_listing;
 mod agents;
+mod dapi;
+mod dapi_master;
+mod dapi_worker;
 mod groups;
 mod listing;
 mod local;
 mod master;
 mod master_sync;
 mod reasons;
+mod relay_table;
 mod sendsync;
 mod settings;
 mod strings_out;
@@ -113,6 +117,25 @@ enum Purpose {
     /// `client` is the worker's id of the local client the request came from.
     SendSync {
         client: u32,
+    },
+    /// DAPI (§4.5): a worker's relay of a local client's request to the master (`client` is the
+    /// local client's id); an `err` reply fails the request at once.
+    DapiRelay {
+        client: u32,
+    },
+    /// DAPI: the master's share of a `distributed_master` request sent to a worker as
+    /// `dapi <uuid> <request>`; an `err` reply fails that share.
+    DapiShare {
+        uuid: String,
+    },
+    /// DAPI: a master's local `dapi_fwd` sent on to a worker; an `err` reply goes to the client.
+    DapiForward {
+        local: ConnId,
+    },
+    /// DAPI: a result (`dapi_res` after its long string) or a `dapi_err` we sent; `id` is the
+    /// request id it answers, for the log.
+    DapiAnswer {
+        id: String,
     },
     /// Nothing to do with the reply.
     Ignore,

@@ -9,7 +9,7 @@
 //! Wazuh's C daemons waiting until their own timeout; answering at once lets them retry at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -54,84 +54,6 @@ const QUEUED: &[u8] = b"Added request to SendSync requests queue";
 const ASYNC_QUEUED: &[u8] = b"Added request to sendsync requests queue";
 const ANSWER_FORWARDED: &[u8] = b"Response forwarded to worker";
 const ERROR_FORWARDED: &[u8] = b"SendSync error forwarded to worker";
-
-/// The worker's relayed requests that wait for an answer.
-#[derive(Default)]
-pub(super) struct WorkerSendSync {
-    /// By local client id.
-    waiting: HashMap<u32, Waiting>,
-    /// Requests waiting, over all clients.
-    total: usize,
-    next_sweep: Option<Instant>,
-}
-
-/// One local client's requests waiting for the master.
-struct Waiting {
-    local: ConnId,
-    /// When each request was relayed, oldest first (answers carry no request id, only the client's).
-    sent: VecDeque<Instant>,
-}
-
-impl WorkerSendSync {
-    fn add(&mut self, client: u32, local: ConnId, now: Instant) {
-        let waiting = self.waiting.entry(client).or_insert_with(|| Waiting {
-            local,
-            sent: VecDeque::new(),
-        });
-        if waiting.local != local {
-            // The id belonged to a client that left; its requests are no longer anyone's.
-            self.total -= waiting.sent.len();
-            waiting.sent.clear();
-            waiting.local = local;
-        }
-        waiting.sent.push_back(now);
-        self.total += 1;
-    }
-
-    /// One of `client`'s requests is answered: the connection the answer goes to.
-    fn answered(&mut self, client: u32) -> Option<ConnId> {
-        let waiting = self.waiting.get_mut(&client)?;
-        waiting.sent.pop_front()?;
-        self.total -= 1;
-        let local = waiting.local;
-        if waiting.sent.is_empty() {
-            self.waiting.remove(&client);
-        }
-        Some(local)
-    }
-
-    /// Local client `client` on `local` disconnected: its answers have nowhere to go.
-    fn forget(&mut self, client: u32, local: ConnId) {
-        if self.waiting.get(&client).is_some_and(|w| w.local == local) {
-            if let Some(waiting) = self.waiting.remove(&client) {
-                self.total -= waiting.sent.len();
-            }
-        }
-    }
-
-    /// Every waiting request, once per request, emptying the table.
-    fn drain(&mut self) -> Vec<ConnId> {
-        self.total = 0;
-        self.waiting
-            .drain()
-            .flat_map(|(_, w)| std::iter::repeat_n(w.local, w.sent.len()))
-            .collect()
-    }
-
-    /// Requests relayed before `limit`, removed, once per request.
-    fn expired(&mut self, limit: Instant) -> Vec<ConnId> {
-        let mut expired = Vec::new();
-        for waiting in self.waiting.values_mut() {
-            while waiting.sent.front().is_some_and(|sent| *sent < limit) {
-                waiting.sent.pop_front();
-                expired.push(waiting.local);
-            }
-        }
-        self.total -= expired.len();
-        self.waiting.retain(|_, w| !w.sent.is_empty());
-        expired
-    }
-}
 
 /// Who sent a request the master queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +214,7 @@ impl Worker {
                 local,
                 command: delivery.0,
                 payload: delivery.1,
+                long: false,
             }),
             None => clog_debug!(
                 tag,
@@ -545,6 +468,7 @@ impl Master {
                     local: conn,
                     command,
                     payload: text.into_bytes(),
+                    long: false,
                 });
             }
             Origin::Worker { conn, client } => {
@@ -752,6 +676,7 @@ impl Node {
     pub(super) fn sendsync_local_closed(&mut self, conn: ConnId, client: u32) {
         if let Role::Worker(worker) = &mut self.role {
             worker.sendsync.forget(client, conn);
+            worker.dapi_local_closed(conn, client);
         }
     }
 }
@@ -779,11 +704,7 @@ fn split_client(payload: &[u8]) -> Option<(u32, &[u8])> {
 
 /// An `err` request for a local client.
 fn local_error(local: ConnId, error: &WazuhError) -> LocalDelivery {
-    LocalDelivery {
-        local,
-        command: "err",
-        payload: error.to_payload(),
-    }
+    super::local::relay_failure(local, error)
 }
 
 /// The start of a request, for the log.
@@ -798,30 +719,6 @@ fn shown(request: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn waiting_requests_are_counted_per_client_and_forgotten_with_it() {
-        let t0 = Instant::now();
-        let mut w = WorkerSendSync::default();
-        w.add(7, 1, t0);
-        w.add(7, 1, t0 + Duration::from_secs(1));
-        w.add(8, 2, t0 + Duration::from_secs(2));
-        assert_eq!(w.total, 3);
-        assert_eq!(w.answered(7), Some(1));
-        assert_eq!(
-            w.expired(t0 + Duration::from_millis(500)),
-            Vec::<ConnId>::new()
-        );
-        assert_eq!(w.expired(t0 + Duration::from_millis(1500)), vec![1]);
-        assert_eq!(w.total, 1);
-        w.forget(8, 99);
-        assert_eq!(w.total, 1, "another connection's id is not forgotten");
-        // The id is reused by a new connection: the old requests are no longer anyone's.
-        w.add(8, 3, t0);
-        assert_eq!(w.total, 1);
-        assert_eq!(w.drain(), vec![3]);
-        assert_eq!((w.total, w.answered(8)), (0, None));
-    }
 
     #[test]
     fn client_ids_are_decimal_and_precede_the_first_space() {

@@ -16,6 +16,9 @@ pub struct Timers {
     pub check_worker_lastkeepalive: Duration,
     pub max_allowed_time_without_keepalive: Duration,
     pub timeout_cluster_request: Duration,
+    /// How long a distributed-API request may take (`timeout_dapi_request`), unless it asks
+    /// `wait_for_complete`.
+    pub timeout_dapi_request: Duration,
 }
 
 impl Default for Timers {
@@ -28,6 +31,7 @@ impl Default for Timers {
             check_worker_lastkeepalive: Duration::from_secs(60),
             max_allowed_time_without_keepalive: Duration::from_secs(120),
             timeout_cluster_request: Duration::from_secs(20),
+            timeout_dapi_request: Duration::from_secs(200),
         }
     }
 }

@@ -29,6 +29,7 @@ fn settings(name: &str, master: bool, cluster: &str, version: &str, key: &str) -
             check_worker_lastkeepalive: Duration::from_secs(1),
             max_allowed_time_without_keepalive: Duration::from_secs(6),
             timeout_cluster_request: Duration::from_secs(5),
+            timeout_dapi_request: Duration::from_secs(10),
         },
         sync: SyncSettings {
             sync_integrity: Duration::from_secs(2),
@@ -75,7 +76,7 @@ struct Sim {
     /// Extra-valid packages the master received.
     extra_valid_received: usize,
     /// Each node's agent database (in memory), created on first use.
-    agent_envs: HashMap<Option<usize>, crate::pool::AgentEnv>,
+    agent_envs: HashMap<Option<usize>, std::sync::Arc<crate::pool::AgentEnv>>,
     /// The agents of each node's `etc/client.keys`, by node name (none: no file).
     client_keys: HashMap<String, crate::proto::jobs::AgentKeys>,
     /// Nodes whose agent jobs are held (a slow database, a flow caught mid-round) until
@@ -397,11 +398,19 @@ impl Sim {
                 Ok(JobOutcome::Removed)
             }
             Job::Agents(job) => self.agent_job(on, job),
+            Job::Dapi(job) => {
+                let env = crate::pool::DapiEnv {
+                    agents: self.agent_env(on).clone(),
+                    framework: Err("the simulation has no framework".into()),
+                    timeout: Duration::from_secs(10),
+                };
+                Ok(JobOutcome::Dapi(crate::pool::jobs::dapi::run(&env, job)))
+            }
         }
     }
 
     /// The agent database of a node: a real embedded database, in memory.
-    fn agent_env(&mut self, on: Option<usize>) -> &crate::pool::AgentEnv {
+    fn agent_env(&mut self, on: Option<usize>) -> &std::sync::Arc<crate::pool::AgentEnv> {
         let settings = match on {
             None => self.master.as_ref().unwrap().settings.clone(),
             Some(i) => self.workers[i].settings.clone(),
@@ -409,13 +418,13 @@ impl Sim {
         self.agent_envs.entry(on).or_insert_with(|| {
             let db = crate::store::EmbeddedDb::in_memory().unwrap();
             db.set_worker_node(on.is_some());
-            crate::pool::AgentEnv {
+            std::sync::Arc::new(crate::pool::AgentEnv {
                 db: std::sync::Arc::new(db),
                 daemons: None,
                 dialect: settings.sync.dialect,
                 node_name: settings.node_name.clone(),
                 home: std::path::PathBuf::from("/nonexistent"),
-            }
+            })
         })
     }
 

@@ -5,10 +5,11 @@
 use std::time::{Duration, Instant};
 
 use super::agent_info::WorkerAgentInfo;
+use super::dapi_worker::WorkerDapi;
 use super::groups::WorkerGroups;
 use super::local::{relay_failure, unknown_command, LocalDelivery};
 use super::reasons::{worker_side, SILENT_REFUSAL};
-use super::sendsync::WorkerSendSync;
+use super::relay_table::RelayTable;
 use super::strings_out::StringSends;
 use super::worker_sync::WorkerSync;
 use super::{flush_conn, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
@@ -39,7 +40,8 @@ pub(super) struct Worker {
     pub(super) sync: WorkerSync,
     pub(super) agent_info: WorkerAgentInfo,
     pub(super) groups: WorkerGroups,
-    pub(super) sendsync: WorkerSendSync,
+    pub(super) sendsync: RelayTable,
+    pub(super) dapi: WorkerDapi,
     /// Long strings being sent to the master (agent-info).
     pub(super) strings: StringSends,
     /// Messages for local clients produced by the flows, delivered by the node.
@@ -63,7 +65,8 @@ impl Worker {
             sync: WorkerSync::new(now),
             agent_info: WorkerAgentInfo::default(),
             groups: WorkerGroups::default(),
-            sendsync: WorkerSendSync::default(),
+            sendsync: RelayTable::default(),
+            dapi: WorkerDapi::default(),
             strings: StringSends::default(),
             deliveries: Vec::new(),
         }
@@ -252,6 +255,7 @@ impl Worker {
                         local,
                         command,
                         payload,
+                        long: false,
                     });
                 }
                 Event::Reply {

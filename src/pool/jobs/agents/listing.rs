@@ -140,7 +140,7 @@ fn filter(nodes: Option<&[String]>, statuses: Option<&[String]>) -> Result<Strin
 }
 
 /// An SQL string literal.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
@@ -158,7 +158,10 @@ fn count(env: &AgentEnv, filter: &str) -> Result<u64, String> {
 
 /// Runs one statement. The outer error ends the job (the database cannot be asked); the inner one
 /// is a refused or cut reply, which a smaller sub-page may avoid.
-fn select(env: &AgentEnv, statement: &str) -> Result<Result<Vec<Value>, String>, String> {
+pub(crate) fn select(
+    env: &AgentEnv,
+    statement: &str,
+) -> Result<Result<Vec<Value>, String>, String> {
     let command = format!("global sql {statement}");
     if command.len() > COMMAND_BYTES_MAX {
         return Err(format!(

@@ -4,7 +4,7 @@
 
 mod groups;
 mod info;
-mod listing;
+pub(crate) mod listing;
 pub(crate) mod rows;
 mod sendsync;
 

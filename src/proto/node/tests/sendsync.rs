@@ -45,13 +45,13 @@ fn cluster(workers: usize) -> (Sim, Arc<FakeAuthd>) {
     let db = EmbeddedDb::in_memory().unwrap();
     sim.agent_envs.insert(
         None,
-        AgentEnv {
+        Arc::new(AgentEnv {
             db: Arc::new(db),
             daemons: Some(authd.clone()),
             dialect: Dialect::V4_14,
             node_name: "master".into(),
             home: std::path::PathBuf::from("/nonexistent"),
-        },
+        }),
     );
     sim.run_for(Duration::from_secs(1));
     (sim, authd)

@@ -1,0 +1,100 @@
+//! The distributed API on the local socket and what both roles share (PROTOCOL.md §4.5). A local
+//! `dapi` is acknowledged at once (`ok Added request to API requests queue`); its result follows
+//! as a long string and `dapi_res <string id>`, or as `dapi_err <error>`. The master runs requests
+//! (`dapi_master.rs`); a worker runs `local_any` requests and those its master sends, and relays
+//! the rest to the master (`dapi_worker.rs`).
+
+use bytes::Bytes;
+
+use super::{ConnId, Node, Now, Role};
+use crate::proto::command::Command;
+use crate::proto::dapi::{classify, request, DapiRequest, Execution, Refusal};
+use crate::proto::wazuh_error::WazuhError;
+
+/// The acknowledgement of a queued (or relayed) request.
+pub(super) const QUEUED: &[u8] = b"Added request to API requests queue";
+
+/// What a request ends with: its encoded answer (a result, or an exception the API renders), or
+/// the text of a `dapi_err` (the request could not run).
+pub(super) type Answer = Result<Bytes, Vec<u8>>;
+
+/// Seconds a worker waits for its master beyond `timeout_dapi_request` (the master's own timeout
+/// answers first).
+pub(super) const RELAY_MARGIN_SECS: u64 = 10;
+
+/// A request checked against code execution and the allow-list.
+pub(super) fn checked(payload: &[u8]) -> Result<(DapiRequest, Execution), Refusal> {
+    let request = DapiRequest::parse(payload)?;
+    let execution = classify(&request.f)?;
+    Ok((request, execution))
+}
+
+/// The `dapi_err` text of a refused request: an encoded error, which Wazuh's local client decodes.
+pub(super) fn refusal_text(refusal: &Refusal) -> Vec<u8> {
+    WazuhError::with_extra(1000, refusal.to_string()).to_payload()
+}
+
+/// The name logs give a refused request's function.
+pub(super) fn refused_function(payload: &[u8]) -> String {
+    request::function_name(payload)
+}
+
+/// Splits `<id> SP <rest>`.
+pub(super) fn split_id(payload: &[u8]) -> Option<(String, &[u8])> {
+    let space = payload.iter().position(|b| *b == b' ')?;
+    let id = std::str::from_utf8(&payload[..space]).ok()?;
+    if id.is_empty() || id.len() > 64 {
+        return None;
+    }
+    Some((id.to_string(), &payload[space + 1..]))
+}
+
+impl Node {
+    /// Local `dapi` and `dapi_fwd`: `None` when `command` is neither.
+    pub(super) fn dapi_local_request(
+        &mut self,
+        conn: ConnId,
+        command: &Command,
+        payload: &[u8],
+        now: Now,
+    ) -> Option<(&'static str, Vec<u8>)> {
+        let client = self.locals.get(&conn)?.client_id();
+        let forward = match command {
+            Command::Dapi => false,
+            Command::DapiFwd => true,
+            _ => return None,
+        };
+        if forward && !matches!(self.role, Role::Master(_)) {
+            return Some(("err", super::local::unknown_local_command(command)));
+        }
+        let mut on_master = None;
+        let mut on_worker = None;
+        self.with_role(
+            now,
+            |m, ctx| {
+                on_master = Some(if forward {
+                    m.dapi_forward_local(conn, client, payload, ctx)
+                } else {
+                    m.dapi_local(conn, client, payload, ctx)
+                });
+            },
+            |w, ctx| {
+                on_worker = Some(w.dapi_local(conn, client, payload, ctx));
+                Vec::new()
+            },
+        );
+        on_master.or(on_worker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_precede_the_first_space_and_are_short() {
+        assert_eq!(split_id(b"ab-1 {}"), Some(("ab-1".to_string(), &b"{}"[..])));
+        assert_eq!(split_id(b" {}"), None);
+        assert_eq!(split_id(&[b'a'; 100]), None);
+    }
+}
