@@ -187,13 +187,40 @@ impl DapiRequest {
 
 /// The function name a request gives, for the log line of a refused request (best effort).
 pub fn function_name(bytes: &[u8]) -> String {
+    callable_field(bytes, |c| {
+        c.get("__name__")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+}
+
+/// The `module.qualname` of a request's callable, as refusal logs name it (`os.system`), so an
+/// operator sees exactly what was asked for; `unknown` when the request names none.
+pub fn callable_path(bytes: &[u8]) -> String {
+    callable_field(bytes, |c| {
+        let qualname = c
+            .get("__qualname__")
+            .or_else(|| c.get("__name__"))?
+            .as_str()?;
+        Some(match c.get("__module__").and_then(Value::as_str) {
+            Some(module) => format!("{module}.{qualname}"),
+            None => qualname.to_string(),
+        })
+    })
+}
+
+/// One field of the request's callable, cut at 128 characters.
+fn callable_field(
+    bytes: &[u8],
+    field: impl Fn(&serde_json::Map<String, Value>) -> Option<String>,
+) -> String {
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
         return "unknown".into();
     };
     body.get("f")
         .and_then(|f| f.get("__callable__"))
-        .and_then(|c| c.get("__name__"))
-        .and_then(Value::as_str)
+        .and_then(Value::as_object)
+        .and_then(field)
         .map_or_else(|| "unknown".into(), |s| s.chars().take(128).collect())
 }
 

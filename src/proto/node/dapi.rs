@@ -34,9 +34,9 @@ pub(super) fn refusal_text(refusal: &Refusal) -> Vec<u8> {
     WazuhError::with_extra(1000, refusal.to_string()).to_payload()
 }
 
-/// The name logs give a refused request's function.
+/// The name logs give a refused request's function: `module.qualname`.
 pub(super) fn refused_function(payload: &[u8]) -> String {
-    request::function_name(payload)
+    request::callable_path(payload)
 }
 
 /// Splits `<id> SP <rest>`.
