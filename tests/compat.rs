@@ -482,30 +482,36 @@ fn control_on_a_stock_socket(version: &str) {
             b"Added request to API requests queue",
         )
         .unwrap();
-    let result = json!({"items": [
-        {"id": "000", "name": "master", "ip": "127.0.0.1", "status": "active", "version": "Wazuh v4.14.7", "node_name": "master"},
-        {"id": "001", "name": "web-01", "ip": "10.0.1.22", "status": "active", "node_name": "worker1"}],
-        "totalItems": 2});
     let sid = server
-        .send_string(result.to_string().as_bytes(), T)
+        .send_string(stock_overview_answer().to_string().as_bytes(), T)
         .unwrap();
     let (command, _) = server.request("dapi_res", sid.as_bytes(), T).unwrap();
     assert_eq!(command, Command::Ok);
     let (code, out, err) = finish(child);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(
-        out,
-        concat!(
-            "ID   NAME    IP         STATUS  VERSION        NODE NAME  \n",
-            "000  master  127.0.0.1  active  Wazuh v4.14.7  master     \n",
-            "001  web-01  10.0.1.22  active  unknown        worker1    \n",
-        )
-    );
+    assert_eq!(out, STOCK_OVERVIEW_TABLE);
     assert!(
         unknown.is_empty(),
         "commands a stock daemon does not know: {unknown:?}"
     );
 }
+
+/// A stock master's answer to the agents overview: a `WazuhResult` in the stock encoding (agent
+/// 001 never sent its version).
+fn stock_overview_answer() -> Value {
+    json!({"__wazuh_result__": {"__class__": "WazuhResult", "__object__": {"str_priority": null,
+        "result": {"items": [
+            {"id": "000", "name": "master", "ip": "127.0.0.1", "status": "active", "version": "Wazuh v4.14.7", "node_name": "master"},
+            {"id": "001", "name": "web-01", "ip": "10.0.1.22", "status": "active", "node_name": "worker1"}],
+        "totalItems": 2}}}})
+}
+
+/// How `cluster_control -a` prints [`stock_overview_answer`].
+const STOCK_OVERVIEW_TABLE: &str = concat!(
+    "ID   NAME    IP         STATUS  VERSION        NODE NAME  \n",
+    "000  master  127.0.0.1  active  Wazuh v4.14.7  master     \n",
+    "001  web-01  10.0.1.22  active  unknown        worker1    \n",
+);
 
 #[test]
 fn our_cluster_control_on_a_stock_4_3_masters_socket() {
@@ -589,26 +595,49 @@ fn control_through_our_worker(version: &str) {
         "commands a stock master does not know: {unknown:?}"
     );
 
-    // -a needs the distributed API relay, which the worker does not have: a clear error.
-    let mut child = cluster_control(&home, &["-a", "--timeout", "10"]);
-    loop {
-        let request = match master.expect(
-            |c| matches!(c, Command::GetAgents),
-            Duration::from_millis(500),
-        ) {
-            Ok(request) => request,
-            Err(_) if child.try_wait().unwrap().is_some() => break,
-            Err(_) => continue,
-        };
+    // -a: the stock master does not know `get_agents`, so the tool asks the distributed API,
+    // which the worker relays as `dapi <client> <request>`; the master's answer comes back as a
+    // long string and `dapi_res <client> <sid>`.
+    let child = cluster_control(&home, &["-a", "-fn", "worker1", "--timeout", "10"]);
+    let relayed = loop {
+        let request = master
+            .expect(|c| matches!(c, Command::GetAgents | Command::Dapi), T)
+            .unwrap();
+        if request.command == Command::Dapi {
+            break request;
+        }
         let (command, payload) = stock_answer(version, &request, &mut unknown);
         master.reply(request.counter, command, &payload).unwrap();
-    }
-    let (code, out, err) = finish(child);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(
-        err.contains("lists agents through the distributed API"),
-        "{err}"
+    };
+    let text = String::from_utf8(relayed.payload.clone()).unwrap();
+    let (client, asked) = text.split_once(' ').unwrap();
+    let asked: Value = serde_json::from_str(asked).unwrap();
+    assert_eq!(
+        asked["f"]["__callable__"]["__qualname__"],
+        "Agent.get_agents_overview"
     );
+    assert_eq!(
+        asked["f_kwargs"]["filters"],
+        json!({"status": "all", "node_name": "worker1"})
+    );
+    master
+        .reply(
+            relayed.counter,
+            "ok",
+            b"Added request to API requests queue",
+        )
+        .unwrap();
+    let sid = master
+        .send_string(stock_overview_answer().to_string().as_bytes(), T)
+        .unwrap();
+    let (command, _) = master
+        .request("dapi_res", format!("{client} {sid}").as_bytes(), T)
+        .unwrap();
+    assert_eq!(command, Command::Ok);
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 0, "{out}{err}\n{}", worker.log());
+    assert_eq!(out, STOCK_OVERVIEW_TABLE);
+    assert_eq!(unknown, ["get_agents"], "only our own fast path is unknown");
 }
 
 #[test]

@@ -122,6 +122,20 @@ fn three_workers_are_listed_everywhere(driver: &'static str) {
         table.lines().nth(1).unwrap().starts_with("master "),
         "{table}"
     );
+    // Stock spellings and forms: --list-nodes, -d, -u, no argument, -fs without -a.
+    let (code, long, _) = control(&master.home, &["--list-nodes", "-d"]);
+    assert_eq!((code, &long), (0, &table));
+    let (_, _, debug) = control(&master.home, &["-d", "-l"]);
+    assert!(debug.contains("DEBUG: Sending get_nodes"), "{debug}");
+    let (code, usage, _) = control(&master.home, &["-u"]);
+    assert_eq!(code, 0);
+    assert!(usage.contains("-a -fn <node> -fs <status>"), "{usage}");
+    let (code, help, _) = control(&master.home, &[]);
+    assert_eq!(code, 0);
+    assert!(help.contains("--filter-agent-status"), "{help}");
+    let (code, _, wrong) = control(&master.home, &["-l", "-fs", "active"]);
+    assert_eq!(code, 1);
+    assert!(wrong.contains("ERROR: Wrong arguments."), "{wrong}");
     // A worker's socket relays to the master and lists the same nodes.
     for w in &workers {
         assert_eq!(sorted(listed(&w.home)), all, "{}", w.log());

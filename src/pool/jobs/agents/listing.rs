@@ -50,10 +50,10 @@ pub(super) fn page(
         // The first statement skips `offset` rows; the next ones continue after the last id read.
         let statement = match last_id {
             None => format!(
-                "SELECT id, name, ip, connection_status, version, node_name FROM agent WHERE {filter} ORDER BY id LIMIT {want} OFFSET {offset}"
+                "SELECT id, name, coalesce(ip, register_ip) AS ip, connection_status, version, node_name FROM agent WHERE {filter} ORDER BY id LIMIT {want} OFFSET {offset}"
             ),
             Some(id) => format!(
-                "SELECT id, name, ip, connection_status, version, node_name FROM agent WHERE {filter} AND id > {id} ORDER BY id LIMIT {want}"
+                "SELECT id, name, coalesce(ip, register_ip) AS ip, connection_status, version, node_name FROM agent WHERE {filter} AND id > {id} ORDER BY id LIMIT {want}"
             ),
         };
         let rows = match select(env, &statement)? {
@@ -317,6 +317,17 @@ mod tests {
                  "version": "Wazuh v4.14.7", "node_name": "w1"},
             ])
         );
+    }
+
+    #[test]
+    fn an_agent_without_an_address_shows_its_registration_address() {
+        let db = EmbeddedDb::in_memory().unwrap();
+        q(
+            &db,
+            r#"global insert-agent {"id":1,"name":"a","register_ip":"10.9.8.7","date_add":1000}"#,
+        );
+        let env = env_with(Arc::new(db));
+        assert_eq!(listed(&env, 1, 1, None, None)["items"][0]["ip"], "10.9.8.7");
     }
 
     #[test]
