@@ -76,8 +76,17 @@ fn cluster(version: &str, driver: &str) -> Cluster {
     let root = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let args = ["--wazuh-version", version, "--io-driver", driver];
-    let intervals = json!({"intervals": {"worker": {"keep_alive": 2, "connection_retry": 1}}});
+    let intervals = json!({"intervals": {
+        "worker": {"keep_alive": 2, "connection_retry": 1, "sync_integrity": 2},
+        "master": {"recalculate_integrity": 1}}});
     let master_home = root.path().join("master");
+    // A custom rule the workers receive through the integrity sync.
+    std::fs::create_dir_all(master_home.join("etc/rules")).unwrap();
+    std::fs::write(
+        master_home.join("etc/rules/local_rules.xml"),
+        "<group name=\"local,\">\n  <rule id=\"100001\" level=\"5\"><match>clusterd</match></rule>\n</group>\n",
+    )
+    .unwrap();
     NodeSpec::master(port)
         .with_cluster_json(intervals.clone())
         .write(&master_home)
@@ -184,6 +193,8 @@ fn scenario(version: &str, driver: &str) {
         "{merged}"
     );
 
+    ruleset(&c, version);
+
     // A 20 MiB result arrives whole: 2,100 agents with 10 KB names on the master.
     let long = "n".repeat(10_000);
     for id in 100..2200 {
@@ -224,6 +235,120 @@ fn scenario(version: &str, driver: &str) {
     assert!(c.workers[1]
         .log()
         .contains("[D API] Receiving request: get_agents from master ("));
+}
+
+fn call(home: &Path, command: &str) -> Result<Vec<u8>, ControlError> {
+    LocalClient::connect(home, Duration::from_secs(30))?.call(command, b"")
+}
+
+fn get_hash(home: &Path) -> Value {
+    serde_json::from_slice(&call(home, "get_hash").expect("get_hash is answered")).unwrap()
+}
+
+/// `GET /cluster/ruleset/synchronization` as the API asks it, from worker1: local `get_hash`,
+/// the master's digests (`local_master`), every node against them (broadcast); then the worker's
+/// `sendrreload` (4.14) and the analysisd reload after the next integrity result.
+fn ruleset(c: &Cluster, version: &str) {
+    let worker1 = &c.homes[0];
+    let master = get_hash(&c.master_home);
+    let digest = master["etc/rules/local_rules.xml"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{master}"));
+    let digest_len = if version.starts_with("4.3.") { 32 } else { 128 };
+    assert_eq!(digest.len(), digest_len, "{master}");
+    let synced = Instant::now();
+    while get_hash(worker1) != master || get_hash(&c.homes[1]) != master {
+        assert!(
+            synced.elapsed() < Duration::from_secs(40),
+            "{}",
+            c.workers[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let integrity = json!({"f": callable("wazuh.core.cluster.control", "get_node_ruleset_integrity"),
+        "f_kwargs": {}, "request_type": "local_master", "from_cluster": false,
+        "wait_for_complete": false, "local_client_arg": "lc"});
+    let master_md5 = object(&dapi(worker1, &integrity).expect("answered"))["result"].clone();
+    assert_eq!(master_md5, master);
+    let status = |md5: &Value| {
+        let request = json!({"f": callable("wazuh.cluster", "get_ruleset_sync_status"),
+            "f_kwargs": {"node_list": "*", "master_md5": md5}, "request_type": "distributed_master",
+            "broadcasting": true, "from_cluster": false, "wait_for_complete": false});
+        let answer = dapi(worker1, &request).expect("answered");
+        let mut items: Vec<(String, bool)> = object(&answer)["affected_items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap().to_string(),
+                    i["synced"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    let all = |synced| {
+        vec![
+            ("master".to_string(), synced),
+            ("worker1".to_string(), synced),
+            ("worker2".to_string(), synced),
+        ]
+    };
+    assert_eq!(status(&master_md5), all(true));
+    assert_eq!(status(&json!({})), all(false));
+
+    // sendrreload: 4.14 workers only; the reload goes to analysisd after the next integrity result.
+    let unknown = call(&c.master_home, "sendrreload").expect_err("unknown on a master");
+    assert!(unknown.to_string().contains("unknown command"), "{unknown}");
+    if version.starts_with("4.3.") {
+        let unknown = call(worker1, "sendrreload").expect_err("unknown in 4.3");
+        assert!(unknown.to_string().contains("unknown command"), "{unknown}");
+        return;
+    }
+    // A stand-in for analysisd: its socket, one request, a successful answer.
+    std::fs::create_dir_all(worker1.join("queue/sockets")).unwrap();
+    let listener =
+        std::os::unix::net::UnixListener::bind(worker1.join("queue/sockets/analysis")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let analysisd = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let waiting = Instant::now();
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if waiting.elapsed() < Duration::from_secs(20) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("the worker never asked analysisd for a reload: {e}"),
+            }
+        };
+        s.set_nonblocking(false).unwrap();
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).unwrap();
+        let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+        s.read_exact(&mut body).unwrap();
+        let answer = br#"{"error": 0, "message": "ok", "data": []}"#;
+        s.write_all(&(answer.len() as u32).to_le_bytes()).unwrap();
+        s.write_all(answer).unwrap();
+        serde_json::from_slice::<Value>(&body).unwrap()
+    });
+    let asked = call(worker1, "sendrreload").expect("sendrreload is answered");
+    assert_eq!(asked, br#"{"success": true}"#);
+    assert_eq!(
+        analysisd.join().unwrap(),
+        json!({"version": 1, "origin": {"module": "cluster"}, "command": "reload-ruleset"})
+    );
+    assert!(
+        c.workers[0].wait_for_log(
+            "Ruleset reload triggered by cluster integrity check",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        c.workers[0].log()
+    );
 }
 
 #[test]

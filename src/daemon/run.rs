@@ -165,6 +165,7 @@ fn with_dapi(runner: PoolRunner, config: &Config, tag: &str) -> Result<PoolRunne
             .intervals
             .communication
             .timeout_dapi_request,
+        ruleset: None,
     };
     runner
         .with_dapi(env, DAPI_THREADS, JOB_QUEUE_MAX)

@@ -13,6 +13,7 @@ use super::integrity::IntegrityCache;
 use super::jobs;
 use super::jobs::agents::AgentEnv;
 use super::jobs::dapi::DapiEnv;
+use super::jobs::ruleset::RulesetSource;
 use super::threads::{JobError, Pool};
 use crate::config::{Dialect, FilesTable};
 use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, JobRunner};
@@ -46,6 +47,8 @@ pub(super) struct Shared {
     pub(super) master_cache: Mutex<IntegrityCache>,
     /// Cache of this node's own metadata (what a worker sends).
     pub(super) own_cache: Mutex<IntegrityCache>,
+    /// Cache of the custom ruleset's digests (`get_hash`).
+    pub(super) ruleset_cache: Mutex<IntegrityCache>,
     /// Digest of the `client.keys` content whose agents the master last reported (outer `None`:
     /// none reported yet), so the file is parsed only when it changes.
     pub(super) client_keys_read: Mutex<Option<Option<String>>>,
@@ -81,6 +84,7 @@ impl PoolRunner {
             snapshot: RwLock::new(Arc::new(Metadata::new())),
             master_cache: Mutex::new(IntegrityCache::default()),
             own_cache: Mutex::new(IntegrityCache::default()),
+            ruleset_cache: Mutex::new(IntegrityCache::default()),
             client_keys_read: Mutex::new(None),
             agents_db: OnceLock::new(),
         });
@@ -113,7 +117,7 @@ impl PoolRunner {
     /// Adds the distributed-API threads; without them DAPI jobs fail.
     pub fn with_dapi(
         mut self,
-        env: DapiEnv,
+        mut env: DapiEnv,
         threads: usize,
         queue_capacity: usize,
     ) -> io::Result<PoolRunner> {
@@ -122,6 +126,7 @@ impl PoolRunner {
             queue_capacity,
             deliverer(self.results.clone()),
         )?;
+        env.ruleset = Some(RulesetSource::new(self.shared.clone()));
         self.dapi = Some((pool, Arc::new(env)));
         Ok(self)
     }
@@ -195,6 +200,10 @@ fn run(shared: &Shared, job: Job) -> Result<JobOutcome, String> {
         Job::Dapi(_) => Err("distributed-API jobs run on their own threads".into()),
         Job::Remove { rel } => {
             jobs::files::remove_transfer(&shared.env.home, &rel).map(|()| JobOutcome::Removed)
+        }
+        Job::RulesetHashes => jobs::ruleset::hashes(shared).map(JobOutcome::RulesetHashes),
+        Job::ReloadRuleset => {
+            jobs::ruleset::reload(&shared.env.home).map(JobOutcome::RulesetReload)
         }
     }
 }

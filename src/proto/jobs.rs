@@ -41,6 +41,21 @@ pub enum Job {
     Agents(AgentJob),
     /// Distributed-API work (PROTOCOL.md §4.5).
     Dapi(DapiJob),
+    /// The digests of this node's custom ruleset (local `get_hash`).
+    RulesetHashes,
+    /// Worker (4.14): ask analysisd to reload the ruleset (`sendrreload`, after a synchronization).
+    ReloadRuleset,
+}
+
+/// What analysisd said to a ruleset reload request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesetReload {
+    /// Reloaded; the warnings it gave, if any.
+    Done { warnings: Vec<String> },
+    /// analysisd refused or failed, with its errors.
+    Failed { errors: Vec<String> },
+    /// No analysisd socket on this install (a node without analysisd, a test install).
+    NoAnalysisd,
 }
 
 /// File counts of a comparison, as the logs and `get_health` report them.
@@ -108,6 +123,9 @@ pub enum JobOutcome {
     Removed,
     Agents(AgentOutcome),
     Dapi(DapiOutcome),
+    /// Relative path → digest of each custom ruleset file.
+    RulesetHashes(std::collections::BTreeMap<String, String>),
+    RulesetReload(RulesetReload),
 }
 
 /// The agents holding a key in one `etc/client.keys` content: what a worker holding that file can

@@ -25,7 +25,7 @@ pub mod paging;
 pub mod registration;
 pub mod server;
 pub mod socket;
-mod unix;
+pub(crate) mod unix;
 pub mod wire;
 
 pub use backend::{open, AgentDb, Backend};

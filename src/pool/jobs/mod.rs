@@ -7,3 +7,4 @@ pub mod dapi;
 pub(super) mod extra_valid;
 pub(super) mod files;
 pub(super) mod integrity;
+pub mod ruleset;

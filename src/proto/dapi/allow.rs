@@ -18,6 +18,11 @@ pub enum Native {
     NodesInfo,
     /// `wazuh.cluster.get_health_nodes`: `GET /cluster/healthcheck`.
     HealthNodes,
+    /// `wazuh.core.cluster.control.get_node_ruleset_integrity`: the master's ruleset digests,
+    /// first step of `GET /cluster/ruleset/synchronization`.
+    NodeRulesetIntegrity,
+    /// `wazuh.cluster.get_ruleset_sync_status`: each node's digests against the master's.
+    RulesetSyncStatus,
 }
 
 /// Who runs an allowed function.
@@ -35,7 +40,7 @@ impl Native {
     }
 }
 
-const NATIVE: [(&str, &str, Native); 5] = [
+const NATIVE: [(&str, &str, Native); 7] = [
     (
         "wazuh.core.agent",
         "Agent.get_agents_overview",
@@ -49,6 +54,16 @@ const NATIVE: [(&str, &str, Native); 5] = [
     ),
     ("wazuh.cluster", "get_nodes_info", Native::NodesInfo),
     ("wazuh.cluster", "get_health_nodes", Native::HealthNodes),
+    (
+        "wazuh.core.cluster.control",
+        "get_node_ruleset_integrity",
+        Native::NodeRulesetIntegrity,
+    ),
+    (
+        "wazuh.cluster",
+        "get_ruleset_sync_status",
+        Native::RulesetSyncStatus,
+    ),
 ];
 
 /// The framework modules whose public functions the API sends through the cluster: the SDK's

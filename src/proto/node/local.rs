@@ -197,6 +197,11 @@ impl Node {
             Command::Dapi | Command::DapiFwd => {
                 self.dapi_local_request(conn, &command, &payload, now)
             }
+            Command::GetHash => self.get_hash_local(conn, counter),
+            Command::SendRReload => match self.sendrreload_local() {
+                Some(reply) => Some(reply),
+                None => Some(("err", unknown_local_command(&command))),
+            },
             other => match self.sendsync_local_request(conn, counter, other, &payload, now) {
                 Some(reply) => reply,
                 None => Some(("err", unknown_local_command(other))),

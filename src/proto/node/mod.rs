@@ -15,6 +15,7 @@ mod master;
 mod master_sync;
 mod reasons;
 mod relay_table;
+mod ruleset;
 mod sendsync;
 mod settings;
 mod strings_out;
@@ -160,6 +161,8 @@ pub struct Node {
     next_keepalive_check: Instant,
     /// The daemon is stopping: connections closing now are not reconnected or reported.
     stopping: bool,
+    /// Local `get_hash` requests waiting for their job.
+    hash_asks: ruleset::HashAsks,
 }
 
 impl Node {
@@ -182,6 +185,7 @@ impl Node {
             cipher,
             next_keepalive_check,
             stopping: false,
+            hash_asks: ruleset::HashAsks::default(),
         })
     }
 
@@ -322,6 +326,10 @@ impl Node {
 
     /// A job ran on the pool.
     pub fn job_done(&mut self, id: JobId, result: JobResult, now: Now) {
+        if self.hash_job_done(id, &result) {
+            self.flush_all();
+            return;
+        }
         self.with_role(
             now,
             |m, ctx| {
@@ -330,7 +338,7 @@ impl Node {
                 }
             },
             |w, ctx| {
-                if w.agents_job_done(id, &result, ctx) {
+                if w.agents_job_done(id, &result, ctx) || w.reload_job_done(id, &result, ctx) {
                     Vec::new()
                 } else {
                     w.job_done(id, result.clone(), ctx)

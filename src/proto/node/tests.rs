@@ -398,11 +398,16 @@ impl Sim {
                 Ok(JobOutcome::Removed)
             }
             Job::Agents(job) => self.agent_job(on, job),
+            Job::RulesetHashes => Ok(JobOutcome::RulesetHashes(Default::default())),
+            Job::ReloadRuleset => Ok(JobOutcome::RulesetReload(
+                crate::proto::jobs::RulesetReload::NoAnalysisd,
+            )),
             Job::Dapi(job) => {
                 let env = crate::pool::DapiEnv {
                     agents: self.agent_env(on).clone(),
                     framework: Err("the simulation has no framework".into()),
                     timeout: Duration::from_secs(10),
+                    ruleset: None,
                 };
                 Ok(JobOutcome::Dapi(crate::pool::jobs::dapi::run(&env, job)))
             }

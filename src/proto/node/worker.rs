@@ -10,6 +10,7 @@ use super::groups::WorkerGroups;
 use super::local::{relay_failure, unknown_command, LocalDelivery};
 use super::reasons::{worker_side, SILENT_REFUSAL};
 use super::relay_table::RelayTable;
+use super::ruleset::ReloadFlag;
 use super::strings_out::StringSends;
 use super::worker_sync::WorkerSync;
 use super::{flush_conn, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
@@ -46,6 +47,8 @@ pub(super) struct Worker {
     pub(super) strings: StringSends,
     /// Messages for local clients produced by the flows, delivered by the node.
     pub(super) deliveries: Vec<LocalDelivery>,
+    /// The ruleset reload `sendrreload` asked for.
+    pub(super) reload: ReloadFlag,
 }
 
 /// Seconds as stock logs print them: whole numbers without decimals.
@@ -69,6 +72,7 @@ impl Worker {
             dapi: WorkerDapi::default(),
             strings: StringSends::default(),
             deliveries: Vec::new(),
+            reload: ReloadFlag::default(),
         }
     }
 

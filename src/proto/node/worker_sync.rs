@@ -368,6 +368,7 @@ impl Worker {
                     "Integrity check",
                     "Finished in {took}s. Sync not required."
                 );
+                self.reload_after_integrity(ctx);
                 self.sync.idle(ctx);
                 ("ok", b"Thanks".to_vec())
             }
@@ -505,6 +506,7 @@ impl Worker {
                 if !errors.is_empty() {
                     clog_error!(tag, "Integrity sync", "Found errors: {}", errors.join("; "));
                 }
+                self.reload_after_integrity(ctx);
                 extra_valid
             }
             Ok(_) => None,

@@ -583,7 +583,7 @@ fn not_found(code: u32, _what: &str, id: &str) -> FailedItem {
     }
 }
 
-fn kwargs(request: &Map<String, Value>) -> Map<String, Value> {
+pub(super) fn kwargs(request: &Map<String, Value>) -> Map<String, Value> {
     request
         .get("f_kwargs")
         .and_then(Value::as_object)

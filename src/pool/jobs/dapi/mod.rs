@@ -3,6 +3,7 @@
 //! agents a request names, and merges the answers of several nodes.
 
 mod agents;
+mod ruleset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::pool::framework::{Framework, FrameworkError};
 use crate::pool::jobs::agents::AgentEnv;
+use crate::pool::jobs::ruleset::RulesetSource;
 use crate::proto::dapi::{merge, DapiJob, DapiOutcome, DapiRequest, Execution, Native, Refusal};
 use crate::proto::wazuh_error::WazuhError;
 
@@ -25,6 +27,8 @@ pub struct DapiEnv {
     pub framework: Result<Framework, String>,
     /// `timeout_dapi_request`.
     pub timeout: Duration,
+    /// This node's custom ruleset digests (set by the pool runner; `None` in simulations).
+    pub ruleset: Option<RulesetSource>,
 }
 
 /// Runs one DAPI job.
@@ -81,6 +85,8 @@ fn native_answer(
         Native::AgentsOverview => agents::overview(&env.agents, body),
         Native::GetAgents => agents::get_agents(&env.agents, body),
         Native::AgentsSummaryStatus => agents::summary_status(&env.agents, body),
+        Native::NodeRulesetIntegrity => ruleset::integrity(env.ruleset.as_ref()),
+        Native::RulesetSyncStatus => ruleset::sync_status(env.ruleset.as_ref(), body),
         Native::NodesInfo | Native::HealthNodes => Err(WazuhError::with_extra(
             1000,
             "cluster functions run on the master's event loop, not on the pool",
