@@ -213,6 +213,55 @@ impl LocalClient {
         })
     }
 
+    /// Sends a file under the node's `queue/cluster/` to `node` (`send_file`, the file-protocol test
+    /// command): the node acknowledges, sends the file and then reports with a `send_f_res <bytes>`
+    /// request (the bytes sent) or an `err <error>` request.
+    pub fn send_file(&mut self, path: &Path, node: &str) -> Result<u64, ControlError> {
+        let start = Instant::now();
+        let payload = format!("{} {node}", path.display());
+        self.conn
+            .request("send_file", payload.as_bytes(), (), start, self.timeout)?;
+        self.flush()?;
+        self.drive(start, 4096, |client, event| {
+            Ok(match event {
+                Event::Reply {
+                    command: Command::Ok,
+                    ..
+                } => None,
+                Event::Reply { payload, .. } => Some(Err(remote(&payload))),
+                Event::Request {
+                    counter,
+                    command: Command::SendFRes,
+                    payload,
+                } => {
+                    client.conn.reply(counter, "ok", b"Response received")?;
+                    let text = String::from_utf8_lossy(&payload);
+                    Some(text.trim().parse::<u64>().map_err(|_| {
+                        ControlError::Remote(WazuhError::with_extra(
+                            1000,
+                            format!("send_f_res carries no byte count: {text}"),
+                        ))
+                    }))
+                }
+                Event::Request {
+                    counter,
+                    command: Command::Err,
+                    payload,
+                } => {
+                    client
+                        .conn
+                        .reply(counter, "ok", b"Error response received")?;
+                    Some(Err(remote(&payload)))
+                }
+                Event::Request { counter, .. } => {
+                    client.conn.reply(counter, "err", b"unexpected request")?;
+                    None
+                }
+                Event::Cancelled { .. } => None,
+            })
+        })
+    }
+
     /// Like [`call`](Self::call), for JSON answers.
     pub fn call_json(
         &mut self,

@@ -201,6 +201,8 @@ fn run(shared: &Shared, job: Job) -> Result<JobOutcome, String> {
         Job::Remove { rel } => {
             jobs::files::remove_transfer(&shared.env.home, &rel).map(|()| JobOutcome::Removed)
         }
+        Job::LocalFile { path } => jobs::files::local_file(&shared.env.home, &path)
+            .map(|(rel, bytes)| JobOutcome::LocalFile { rel, bytes }),
         Job::RulesetHashes => jobs::ruleset::hashes(shared).map(JobOutcome::RulesetHashes),
         Job::ReloadRuleset => {
             jobs::ruleset::reload(&shared.env.home).map(JobOutcome::RulesetReload)

@@ -79,6 +79,8 @@ commands! {
     SendSynErr => "sendsyn_err",
     SendRReload => "sendrreload",
     GetAgents => "get_agents",
+    SendFile => "send_file",
+    SendFRes => "send_f_res",
 }
 
 impl std::fmt::Display for Command {

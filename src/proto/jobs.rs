@@ -43,6 +43,9 @@ pub enum Job {
     Dapi(DapiJob),
     /// The digests of this node's custom ruleset (local `get_hash`).
     RulesetHashes,
+    /// Check a file a local client asked to send (`send_file`): an absolute path inside this
+    /// install's `queue/cluster/`, a regular file (not a symbolic link); gives its size.
+    LocalFile { path: String },
     /// Worker (4.14): ask analysisd to reload the ruleset (`sendrreload`, after a synchronization).
     ReloadRuleset,
 }
@@ -126,6 +129,11 @@ pub enum JobOutcome {
     /// Relative path → digest of each custom ruleset file.
     RulesetHashes(std::collections::BTreeMap<String, String>),
     RulesetReload(RulesetReload),
+    /// The file a `send_file` names: path relative to the install root, and size.
+    LocalFile {
+        rel: String,
+        bytes: u64,
+    },
 }
 
 /// The agents holding a key in one `etc/client.keys` content: what a worker holding that file can

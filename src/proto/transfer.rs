@@ -45,6 +45,11 @@ pub struct OutgoingFile {
 }
 
 impl OutgoingFile {
+    /// Bytes of the whole file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Starts a transfer of a file of `size` bytes; returns the `new_file` request to send.
     pub fn start(rel: &str, size: u64) -> (OutgoingFile, Step) {
         let wire = format!("/{rel}");

@@ -163,10 +163,13 @@ impl EventLoop {
                 rel,
                 offset,
                 len,
+                reader,
             } => {
                 let data = read_chunk(&self.home.join(&rel), offset, len)
                     .map_err(|e| format!("could not read {rel}: {e}"));
-                self.node.borrow_mut().chunk_read(conn, data, Now::system());
+                self.node
+                    .borrow_mut()
+                    .chunk_read(conn, reader, data, Now::system());
             }
             Output::CreateDir { rel } => {
                 let path = self.home.join(&rel);

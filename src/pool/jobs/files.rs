@@ -251,6 +251,34 @@ impl PackageSink for MetadataOnly {
     fn abort(&mut self) {}
 }
 
+/// The file of a local `send_file`: `path` must be absolute, inside `home`'s `queue/cluster/`
+/// (the only place a receiving node writes to, so nothing else could arrive), clean (no `.` or
+/// `..` parts) and a regular file that is not a symbolic link. Gives the path relative to `home`
+/// and the size.
+pub(crate) fn local_file(home: &std::path::Path, path: &str) -> Result<(String, u64), String> {
+    let absolute = std::path::Path::new(path);
+    if !absolute.is_absolute() {
+        return Err(format!("{path} is not an absolute path"));
+    }
+    let rel = absolute
+        .strip_prefix(home)
+        .ok()
+        .and_then(|rel| rel.to_str())
+        .ok_or_else(|| format!("{path} is not inside {}", home.display()))?;
+    crate::proto::files::receive_path(rel.as_bytes()).map_err(|_| {
+        format!(
+            "{path} is not inside {}: only files there can be received by a node",
+            home.join(crate::proto::files::RECEIVE_DIR).display()
+        )
+    })?;
+    let (_, meta) = crate::pool::hash::open_regular(absolute)
+        .map_err(|e| format!("Error sending file. File not found: {path} ({e})"))?;
+    if !meta.is_file() {
+        return Err(format!("{path} is not a regular file"));
+    }
+    Ok((rel.to_string(), meta.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,6 +205,7 @@ impl Worker {
         self.groups_reset(ctx);
         self.sendsync_reset(ctx);
         self.dapi_reset(ctx);
+        self.file_sends.all_closed(&mut self.deliveries);
     }
 }
 

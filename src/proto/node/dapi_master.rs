@@ -741,7 +741,7 @@ impl Master {
     }
 
     /// The connection of the accepted worker called `name`.
-    fn connected_worker(&self, name: &str) -> Option<ConnId> {
+    pub(super) fn connected_worker(&self, name: &str) -> Option<ConnId> {
         self.workers
             .iter()
             .find(|(_, w)| w.accepted && w.name() == name)

@@ -198,6 +198,7 @@ impl Node {
                 self.dapi_local_request(conn, &command, &payload, now)
             }
             Command::GetHash => self.get_hash_local(conn, counter),
+            Command::SendFile => Some(self.send_file_local(conn, &payload, now)),
             Command::SendRReload => match self.sendrreload_local() {
                 Some(reply) => Some(reply),
                 None => Some(("err", unknown_local_command(&command))),

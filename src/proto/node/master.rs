@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::agent_info::MasterAgentInfo;
 use super::dapi_master::MasterDapi;
+use super::file_send::FileSends;
 use super::groups::MasterGroups;
 use super::listing::{self, NodeEntry, WorkerStatus};
 use super::local::unknown_command;
@@ -79,6 +80,8 @@ pub(super) struct Master {
     pub(super) local_replies: Vec<LocalReply>,
     /// New requests for local clients (sendsync answers), delivered by the node.
     pub(super) deliveries: Vec<LocalDelivery>,
+    /// Local `send_file` transfers to workers.
+    pub(super) file_sends: FileSends,
 }
 
 impl Master {
@@ -95,6 +98,7 @@ impl Master {
             dapi: Box::default(),
             local_replies: Vec::new(),
             deliveries: Vec::new(),
+            file_sends: FileSends::default(),
         }
     }
 
@@ -173,6 +177,12 @@ impl Master {
                         );
                     }
                 }
+                Event::Reply {
+                    purpose: Purpose::LocalFile { token },
+                    ..
+                } => self
+                    .file_sends
+                    .replied(token, &mut self.workers, ctx, &mut self.deliveries),
                 Event::Reply {
                     purpose,
                     command,
@@ -390,6 +400,7 @@ impl Master {
         }
         self.jobs.retain(|_, owner| *owner != conn);
         self.agents_closed(conn, ctx);
+        self.file_sends.peer_closed(conn, &mut self.deliveries);
         if peer.accepted {
             clog_info!(peer.tag(), "Main", "Cancelling pending tasks.");
             peer.sync.abandon(ctx);

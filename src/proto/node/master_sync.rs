@@ -563,6 +563,7 @@ impl Master {
                     rel: send.package.rel.clone(),
                     offset,
                     len,
+                    reader: super::ChunkReader::Sync,
                 });
             }
             Step::Done => {

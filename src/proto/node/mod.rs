@@ -8,6 +8,7 @@ mod agents;
 mod dapi;
 mod dapi_master;
 mod dapi_worker;
+mod file_send;
 mod groups;
 mod listing;
 mod local;
@@ -78,13 +79,22 @@ pub enum Output {
     WriteFile { conn: ConnId, write: FileWrite },
     /// Run a job on the worker pool; report with `job_done`.
     Job { id: JobId, job: Job },
-    /// Read part of a file being sent on `conn`; report with `chunk_read`.
+    /// Read part of a file being sent on `conn`; report with `chunk_read`, passing `reader` back.
     ReadChunk {
         conn: ConnId,
         rel: String,
         offset: u64,
         len: usize,
+        reader: ChunkReader,
     },
+}
+
+/// Which transfer on a connection asked for a chunk: the integrity sync's, or a local
+/// `send_file` (by token); both may be under way on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkReader {
+    Sync,
+    LocalFile(u64),
 }
 
 /// What a reply to one of our requests is for.
@@ -137,6 +147,10 @@ enum Purpose {
     /// request id it answers, for the log.
     DapiAnswer {
         id: String,
+    },
+    /// A step of a local `send_file` transfer (`token` names it).
+    LocalFile {
+        token: u64,
     },
     /// Nothing to do with the reply.
     Ignore,
@@ -330,6 +344,10 @@ impl Node {
             self.flush_all();
             return;
         }
+        if self.file_send_waits_for(id) {
+            self.file_send_job_done(id, &result, now);
+            return;
+        }
         self.with_role(
             now,
             |m, ctx| {
@@ -349,7 +367,17 @@ impl Node {
     }
 
     /// The transport read the chunk a transfer on `conn` asked for.
-    pub fn chunk_read(&mut self, conn: ConnId, data: Result<Vec<u8>, String>, now: Now) {
+    pub fn chunk_read(
+        &mut self,
+        conn: ConnId,
+        reader: ChunkReader,
+        data: Result<Vec<u8>, String>,
+        now: Now,
+    ) {
+        if let ChunkReader::LocalFile(token) = reader {
+            self.file_send_chunk(token, data, now);
+            return;
+        }
         self.with_role(
             now,
             |m, ctx| m.chunk_read(conn, data.clone(), ctx),
@@ -381,6 +409,7 @@ impl Node {
             self.with_role(now, |m, ctx| m.check_keepalives(ctx), |_, _| Vec::new());
         }
         self.expire_local_requests(now);
+        self.file_send_tick(now);
         self.with_role(now, |m, ctx| m.tick(ctx), |w, ctx| w.tick(ctx));
         self.flush_all();
     }

@@ -259,13 +259,14 @@ impl Sim {
                 rel,
                 offset,
                 len,
+                reader,
             } => {
                 let data = self.disk.get(&(from, rel.clone())).map(|f| {
                     let start = (offset as usize).min(f.len());
                     f[start..(start + len).min(f.len())].to_vec()
                 });
                 let data = data.ok_or_else(|| format!("{rel} not found"));
-                self.node(from).chunk_read(conn, data, now);
+                self.node(from).chunk_read(conn, reader, data, now);
             }
             Output::Job { id, job } => {
                 if matches!(job, Job::Agents(_)) && self.hold_agent_jobs.contains(&from) {
@@ -399,6 +400,7 @@ impl Sim {
             }
             Job::Agents(job) => self.agent_job(on, job),
             Job::RulesetHashes => Ok(JobOutcome::RulesetHashes(Default::default())),
+            Job::LocalFile { path } => Err(format!("the simulation sends no local file ({path})")),
             Job::ReloadRuleset => Ok(JobOutcome::RulesetReload(
                 crate::proto::jobs::RulesetReload::NoAnalysisd,
             )),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::agent_info::WorkerAgentInfo;
 use super::dapi_worker::WorkerDapi;
+use super::file_send::FileSends;
 use super::groups::WorkerGroups;
 use super::local::{relay_failure, unknown_command, LocalDelivery};
 use super::reasons::{worker_side, SILENT_REFUSAL};
@@ -49,6 +50,8 @@ pub(super) struct Worker {
     pub(super) deliveries: Vec<LocalDelivery>,
     /// The ruleset reload `sendrreload` asked for.
     pub(super) reload: ReloadFlag,
+    /// Local `send_file` transfers to the master.
+    pub(super) file_sends: FileSends,
 }
 
 /// Seconds as stock logs print them: whole numbers without decimals.
@@ -73,6 +76,7 @@ impl Worker {
             strings: StringSends::default(),
             deliveries: Vec::new(),
             reload: ReloadFlag::default(),
+            file_sends: FileSends::default(),
         }
     }
 
@@ -262,6 +266,12 @@ impl Worker {
                         long: false,
                     });
                 }
+                Event::Reply {
+                    purpose: Purpose::LocalFile { token },
+                    ..
+                } => self
+                    .file_sends
+                    .replied(token, &mut self.link, ctx, &mut deliveries),
                 Event::Reply {
                     purpose,
                     command,

@@ -287,6 +287,7 @@ impl Worker {
                         rel,
                         offset,
                         len,
+                        reader: super::ChunkReader::Sync,
                     });
                 }
             }
