@@ -48,30 +48,9 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-if [[ $build == 1 ]]; then
-    timeout 1800 cargo build --release --bins
-fi
-daemon="$PWD/target/release/wazuh-clusterd"
-load="$PWD/target/release/cluster-load"
-for bin in "$daemon" "$load"; do
-    [[ -x $bin ]] || { echo "$bin is missing: build it with cargo build --release --bins" >&2; exit 1; }
-done
-key=c98b62a9b6169ac5f67dae55ae4a9088
 # shellcheck source=perf/lib/nodes.sh
 source perf/lib/nodes.sh
-
-root="$(mktemp -d "${TMPDIR:-/tmp}/clusterd-agent-info-XXXXXX")"
-cleanup() {
-    stop_nodes
-    if [[ $keep == 1 ]]; then
-        echo "kept $root"
-    else
-        rm -rf "$root"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+prepare_run agent-info
 
 # intervals HOME SYNC_AGENT_INFO_S: short cluster timers, and the worker's agent-info period.
 intervals() {

@@ -70,35 +70,14 @@ for tool in md5sum b2sum diff python3; do
     fi
 done
 
+# shellcheck source=perf/lib/nodes.sh
+source perf/lib/nodes.sh
+prepare_run integrity
 if [[ $build == 1 ]]; then
-    timeout 1800 cargo build --release --bins
     timeout 1800 cargo bench --bench local_integrity --no-run
 fi
-target_dir="${CARGO_TARGET_DIR:-target}"
-daemon="$target_dir/release/wazuh-clusterd"
-if [[ ! -x $daemon ]]; then
-    echo "$daemon is missing: build it with cargo build --release --bins" >&2
-    exit 1
-fi
-
-key="c98b62a9b6169ac5f67dae55ae4a9088"
-root="$(mktemp -d "${TMPDIR:-/tmp}/clusterd-integrity-XXXXXX")"
 master="$root/master"
 results="$root/results.tsv"
-# shellcheck source=perf/lib/nodes.sh
-source "perf/lib/nodes.sh"
-
-cleanup() {
-    stop_nodes
-    if [[ $keep == 1 ]]; then
-        echo "kept $root" >&2
-    else
-        rm -rf "$root"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # elapsed START [END]: seconds between two $EPOCHREALTIME readings (END defaults to now).
 elapsed() {

@@ -50,32 +50,10 @@ done
 # N=1 is the baseline of the ratios: measure it first.
 workers_list="$(printf '%s\n' 1 "${counts[@]}" | sort -n -u | tr '\n' ' ')"
 
-if [[ $build == 1 ]]; then
-    timeout 1800 cargo build --release --bins
-fi
-target_dir="${CARGO_TARGET_DIR:-target}"
-daemon="$target_dir/release/wazuh-clusterd"
-control="$target_dir/release/cluster_control"
-for bin in "$daemon" "$control"; do
-    if [[ ! -x $bin ]]; then
-        echo "$bin is missing: build it with cargo build --release --bins" >&2
-        exit 1
-    fi
-done
-
-key="c98b62a9b6169ac5f67dae55ae4a9088"
-root="$(mktemp -d "${TMPDIR:-/tmp}/clusterd-membership-XXXXXX")"
-results="$root/results.tsv"
 # shellcheck source=perf/lib/nodes.sh
-source "perf/lib/nodes.sh"
-
-cleanup() {
-    stop_nodes
-    rm -rf "$root"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source perf/lib/nodes.sh
+prepare_run membership
+results="$root/results.tsv"
 
 # write_home HOME NAME TYPE PORT: the install root an operator would write (etc/ossec.conf).
 write_home() {

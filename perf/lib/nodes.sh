@@ -1,10 +1,42 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # key and daemon are set by the script that sources this file
-# Shared by the perf scripts that run real nodes: writing install roots, starting daemons, stopping
-# them. Source it after setting `key` (the cluster key) and `daemon` (the wazuh-clusterd binary); the
-# started pids are kept in the array `pids`.
+# Shared by the perf scripts that run real nodes: the release binaries, a temporary directory
+# removed at exit, writing install roots, starting daemons, stopping them. Source it, then call
+# `prepare_run NAME`; the started pids are kept in the array `pids`.
 
 pids=()
+
+# The cluster key of every node these scripts start.
+key=c98b62a9b6169ac5f67dae55ae4a9088
+
+# prepare_run NAME: builds the release binaries unless `build` is 0, sets `daemon`, `load` and
+# `control` to them (exits if one is missing), makes the temporary directory `root`, and at exit
+# (also on error or Ctrl-C) stops every node and removes `root` unless `keep` is 1.
+prepare_run() {
+    if [[ ${build:-1} == 1 ]]; then
+        timeout 1800 cargo build --release --bins
+    fi
+    local bin_dir="${CARGO_TARGET_DIR:-target}/release"
+    daemon="$PWD/$bin_dir/wazuh-clusterd"
+    [[ $bin_dir == /* ]] && daemon="$bin_dir/wazuh-clusterd"
+    load="${daemon%/*}/cluster-load"
+    control="${daemon%/*}/cluster_control"
+    for bin in "$daemon" "$load" "$control"; do
+        [[ -x $bin ]] || { echo "$bin is missing: build it with cargo build --release --bins" >&2; exit 1; }
+    done
+    root="$(mktemp -d "${TMPDIR:-/tmp}/clusterd-$1-XXXXXX")"
+    trap cleanup_run EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+cleanup_run() {
+    stop_nodes
+    if [[ ${keep:-0} == 1 ]]; then
+        echo "kept $root" >&2
+    else
+        rm -rf "$root"
+    fi
+}
 
 # SIGTERM every node started, SIGKILL what is still running 10 s later.
 stop_nodes() {

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use clusterd::control::client::LocalClient;
 use clusterd::harness::{free_port, sibling_binary, wait_until, Daemon, NodeSpec};
+use clusterd::loadgen::dapi::{run_dapi, DapiOptions};
 use clusterd::loadgen::{self, AgentsOptions};
 use serde_json::json;
 
@@ -68,6 +69,28 @@ enum Cmd {
         groups: String,
         /// Seconds one registration or database request may take.
         #[arg(long, value_name = "S", default_value_t = 30)]
+        request_timeout: u64,
+    },
+    /// Send distributed-API agent listings (`get_agents_overview`, as `cluster_control -a` asks
+    /// it, paged) to a node's local socket, one connection per request as the Wazuh API does, and
+    /// print one summary line (requests, failures, total seconds, mean/p50/p99 ms). Every answer
+    /// is checked to hold the page it should. Exits 1 when a request failed.
+    #[command(verbatim_doc_comment)]
+    Dapi {
+        /// Install root of the node whose local socket is asked.
+        #[arg(long)]
+        home: PathBuf,
+        /// Requests in all.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Agents per page (`limit`).
+        #[arg(long, default_value_t = 500)]
+        limit: u64,
+        /// Seconds one request may take.
+        #[arg(long, default_value_t = 60)]
         request_timeout: u64,
     },
 }
@@ -223,6 +246,34 @@ fn main() -> ExitCode {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::FAILURE,
                 Err(e) => Err(e),
+            }
+        }
+        Cmd::Dapi {
+            home,
+            requests,
+            clients,
+            limit,
+            request_timeout,
+        } => {
+            let options = DapiOptions {
+                home,
+                requests,
+                clients,
+                limit,
+                timeout: Duration::from_secs(request_timeout),
+            };
+            match run_dapi(&options) {
+                Ok(summary) => {
+                    println!("{}", summary.line());
+                    for failure in summary.failures.iter().take(5) {
+                        eprintln!("failed: {failure}");
+                    }
+                    if !summary.failures.is_empty() {
+                        return ExitCode::FAILURE;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!(e)),
             }
         }
     };

@@ -14,9 +14,12 @@
 //! - [`commands`]: the database command texts and the simulated operating systems;
 //! - [`parallel`]: the threads every phase runs on, with progress and a stop on repeated failure;
 //! - [`report`]: progress and summary lines, failures grouped by reason.
+//!
+//! [`dapi`] puts the distributed API under load: agent listings on a node's local socket.
 
 pub mod agents;
 pub mod commands;
+pub mod dapi;
 #[cfg(test)]
 mod fake_node;
 pub mod node;

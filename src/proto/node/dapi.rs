@@ -4,9 +4,14 @@
 //! (`dapi_master.rs`); a worker runs `local_any` requests and those its master sends, and relays
 //! the rest to the master (`dapi_worker.rs`).
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 
-use super::{ConnId, Node, Now, Role};
+use super::local::LocalDelivery;
+use super::strings_out::{StringSends, Then};
+use super::{ConnId, Node, Now, PeerConn, Purpose, Role};
+use crate::clog_error;
 use crate::proto::command::Command;
 use crate::proto::dapi::{classify, request, DapiRequest, Execution, Refusal};
 use crate::proto::wazuh_error::WazuhError;
@@ -37,6 +42,57 @@ pub(super) fn refusal_text(refusal: &Refusal) -> Vec<u8> {
 /// The name logs give a refused request's function: `module.qualname`.
 pub(super) fn refused_function(payload: &[u8]) -> String {
     request::callable_path(payload)
+}
+
+/// A request's answer for the local client that asked it: a result as a long string then
+/// `dapi_res <string id>`, an error as `dapi_err <text>`.
+pub(super) fn local_answer(local: ConnId, answer: Answer) -> LocalDelivery {
+    match answer {
+        Ok(bytes) => LocalDelivery::string(local, "dapi_res", bytes.to_vec()),
+        Err(text) => LocalDelivery::request(local, "dapi_err", text),
+    }
+}
+
+/// Sends a request's answer to the peer that asked it as `<id>`: a result as a long string then
+/// `dapi_res <id> <string id>`, an error as `dapi_err <id> <text>`. Both roles answer this way.
+pub(super) fn send_answer(
+    strings: &mut StringSends,
+    peer: &mut PeerConn,
+    id: &str,
+    answer: Answer,
+    now: Instant,
+    timeout: Duration,
+) -> Result<(), String> {
+    let purpose = Purpose::DapiAnswer { id: id.to_string() };
+    match answer {
+        Ok(bytes) => {
+            let then = Then {
+                command: "dapi_res",
+                prefix: format!("{id} "),
+                purpose,
+            };
+            strings.start(peer, bytes, then, now, timeout)
+        }
+        Err(text) => {
+            let mut body = format!("{id} ").into_bytes();
+            body.extend_from_slice(&text);
+            peer.request("dapi_err", &body, purpose, now, timeout)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The peer refused the answer of request `id` it had asked for (`to` names it in the log).
+pub(super) fn log_refused_answer(tag: &str, id: &str, to: &str, command: &Command, payload: &[u8]) {
+    if *command != Command::Ok {
+        clog_error!(
+            tag,
+            "D API",
+            "Could not send the answer of request {id} to {to}: {}",
+            WazuhError::from_payload(payload)
+        );
+    }
 }
 
 /// Splits `<id> SP <rest>`.

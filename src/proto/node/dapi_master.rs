@@ -13,10 +13,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::dapi::{checked, refusal_text, refused_function, split_id, Answer, QUEUED};
+use super::dapi::{
+    checked, local_answer, log_refused_answer, refusal_text, refused_function, send_answer,
+    split_id, Answer, QUEUED,
+};
 use super::local::LocalDelivery;
 use super::master::Master;
-use super::strings_out::Then;
 use super::{ConnId, Ctx, Purpose};
 use crate::proto::command::Command;
 use crate::proto::dapi::encode::{Affected, FailedItem};
@@ -241,10 +243,7 @@ impl Master {
         }
         let client: u32 = id.parse().ok()?;
         let forward = self.dapi.forwards.remove(&client)?;
-        self.deliveries.push(match answer {
-            Ok(bytes) => LocalDelivery::string(forward.local, "dapi_res", bytes.to_vec()),
-            Err(text) => LocalDelivery::request(forward.local, "dapi_err", text),
-        });
+        self.deliveries.push(local_answer(forward.local, answer));
         Some(b"Response forwarded to worker")
     }
 
@@ -282,15 +281,8 @@ impl Master {
                 true
             }
             Purpose::DapiAnswer { id } => {
-                if *command != Command::Ok {
-                    let name = self.workers.get(&conn).map_or("", |p| p.name());
-                    clog_error!(
-                        "Master",
-                        "D API",
-                        "Could not send the answer of request {id} to {name}: {}",
-                        WazuhError::from_payload(payload)
-                    );
-                }
+                let name = self.workers.get(&conn).map_or("", |p| p.name());
+                log_refused_answer("Master", id, name, command, payload);
                 true
             }
             _ => false,
@@ -695,10 +687,7 @@ impl Master {
 
     fn dapi_deliver(&mut self, origin: &Origin, answer: Answer, ctx: &mut Ctx) {
         match origin {
-            Origin::Local { conn, .. } => self.deliveries.push(match answer {
-                Ok(bytes) => LocalDelivery::string(*conn, "dapi_res", bytes.to_vec()),
-                Err(text) => LocalDelivery::request(*conn, "dapi_err", text),
-            }),
+            Origin::Local { conn, .. } => self.deliveries.push(local_answer(*conn, answer)),
             Origin::Worker { conn, client } => {
                 let timeout = ctx.settings.timers.timeout_cluster_request;
                 let Some(peer) = self.workers.get_mut(conn) else {
@@ -709,26 +698,14 @@ impl Master {
                     );
                     return;
                 };
-                let purpose = Purpose::DapiAnswer { id: client.clone() };
-                let sent = match answer {
-                    Ok(bytes) => {
-                        let then = Then {
-                            command: "dapi_res",
-                            prefix: format!("{client} "),
-                            purpose,
-                        };
-                        peer.strings
-                            .start(&mut peer.conn, bytes, then, ctx.now.mono, timeout)
-                    }
-                    Err(text) => {
-                        let mut body = format!("{client} ").into_bytes();
-                        body.extend_from_slice(&text);
-                        peer.conn
-                            .request("dapi_err", &body, purpose, ctx.now.mono, timeout)
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }
-                };
+                let sent = send_answer(
+                    &mut peer.strings,
+                    &mut peer.conn,
+                    client,
+                    answer,
+                    ctx.now.mono,
+                    timeout,
+                );
                 if let Err(e) = sent {
                     clog_error!(
                         peer.tag(),

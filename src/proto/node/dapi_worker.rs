@@ -11,11 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::dapi::{
-    checked, refusal_text, refused_function, split_id, Answer, QUEUED, RELAY_MARGIN_SECS,
+    checked, local_answer, log_refused_answer, refusal_text, refused_function, send_answer,
+    split_id, Answer, QUEUED, RELAY_MARGIN_SECS,
 };
 use super::local::LocalDelivery;
 use super::relay_table::RelayTable;
-use super::strings_out::Then;
 use super::worker::{Link, Worker};
 use super::{ConnId, Ctx, Purpose};
 use crate::proto::command::Command;
@@ -194,10 +194,7 @@ impl Worker {
             .ok()
             .and_then(|client| self.dapi.relayed.answered(client));
         match local {
-            Some(local) => self.deliveries.push(match answer {
-                Ok(bytes) => LocalDelivery::string(local, "dapi_res", bytes.to_vec()),
-                Err(text) => LocalDelivery::request(local, "dapi_err", text),
-            }),
+            Some(local) => self.deliveries.push(local_answer(local, answer)),
             None => clog_debug!(
                 Self::tag(ctx.settings),
                 "D API",
@@ -228,14 +225,7 @@ impl Worker {
                 true
             }
             Purpose::DapiAnswer { id } => {
-                if *command != Command::Ok {
-                    clog_error!(
-                        Self::tag(ctx.settings),
-                        "D API",
-                        "Could not send the answer of request {id} to the master: {}",
-                        WazuhError::from_payload(payload)
-                    );
-                }
+                log_refused_answer(&Self::tag(ctx.settings), id, "the master", command, payload);
                 true
             }
             _ => false,
@@ -348,10 +338,7 @@ impl Worker {
     fn dapi_answer(&mut self, to: AnswerTo, answer: Answer, ctx: &mut Ctx) {
         let id = match to {
             AnswerTo::Local { conn } => {
-                self.deliveries.push(match answer {
-                    Ok(bytes) => LocalDelivery::string(conn, "dapi_res", bytes.to_vec()),
-                    Err(text) => LocalDelivery::request(conn, "dapi_err", text),
-                });
+                self.deliveries.push(local_answer(conn, answer));
                 return;
             }
             AnswerTo::Nobody => return,
@@ -367,24 +354,7 @@ impl Worker {
             );
             return;
         };
-        let purpose = Purpose::DapiAnswer { id: id.clone() };
-        let sent = match answer {
-            Ok(bytes) => {
-                let then = Then {
-                    command: "dapi_res",
-                    prefix: format!("{id} "),
-                    purpose,
-                };
-                self.strings.start(peer, bytes, then, ctx.now.mono, timeout)
-            }
-            Err(text) => {
-                let mut body = format!("{id} ").into_bytes();
-                body.extend_from_slice(&text);
-                peer.request("dapi_err", &body, purpose, ctx.now.mono, timeout)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        };
+        let sent = send_answer(&mut self.strings, peer, &id, answer, ctx.now.mono, timeout);
         if let Err(e) = sent {
             clog_error!(
                 tag,
