@@ -8,9 +8,12 @@ use clusterd::harness::{run_with_home, NodeSpec};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
 
-/// Exit code and standard error of the daemon run on `home`.
+/// Exit code and standard error of the daemon run on `home` (with `-r`: as the user running the
+/// tests, root included).
 fn run(home: &Path, args: &[&str]) -> (i32, String) {
-    let (code, _, err) = run_with_home(Path::new(DAEMON), home, args);
+    let mut with_root = vec!["-r"];
+    with_root.extend_from_slice(args);
+    let (code, _, err) = run_with_home(Path::new(DAEMON), home, &with_root);
     (code, err)
 }
 
@@ -90,8 +93,13 @@ fn our_own_settings_are_validated_too() {
 
 #[test]
 fn version_and_disabled_cluster() {
-    let out = Command::new(DAEMON).arg("-V").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Wazuh v4.3.11"));
+    let out = Command::new(DAEMON)
+        .args(["-V", "--home", "/nonexistent"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("\nWazuh 4.3.11 - Wazuh Inc\n"), "{text}");
+    assert!(text.contains("clusterd "), "{text}");
     let disabled = NodeSpec::master(1516)
         .ossec_conf()
         .replace("<disabled>no</disabled>", "<disabled>yes</disabled>");

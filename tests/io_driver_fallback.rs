@@ -31,6 +31,7 @@ fn io_uring_blocked() -> BpfProgram {
 fn daemon(home: &Path, driver: &str) -> Command {
     let mut cmd = Command::new(DAEMON);
     cmd.arg("-f")
+        .arg("-r")
         .arg("--home")
         .arg(home)
         .args(["--io-driver", driver])

@@ -83,10 +83,11 @@ write_ossec_conf() {
 EOF
 }
 
-# spawn_node HOME ARGS...: the daemon in the foreground mode, in the background of the script.
+# spawn_node HOME ARGS...: the daemon in the foreground mode, in the background of the script, as
+# the user running the script (-r: root too).
 spawn_node() {
     local home="$1"
     shift
-    "$daemon" -f --home "$home" "$@" </dev/null >/dev/null 2>>"$home/stderr.log" &
+    "$daemon" -f -r --home "$home" "$@" </dev/null >/dev/null 2>>"$home/stderr.log" &
     pids+=("$!")
 }

@@ -1,11 +1,12 @@
 //! The synchronised-files table and the timers of the cluster (Wazuh's `cluster.json`).
 //!
 //! Wazuh ships these values inside its framework, identical on every node, so they are built in here for
-//! each dialect. An operator may still tune them in `etc/cluster.json`: that file holds only the values
-//! to change, in the same layout, and is merged key by key over the built-in table. Keys the table does
-//! not have are refused rather than ignored, so a misspelt timer cannot silently keep its default.
+//! each dialect. On a Wazuh install the framework's own `cluster.json` (where operators tune it) is
+//! merged over the built-in table, then `etc/cluster.json`, which holds only the values to change,
+//! in the same layout, key by key. Keys the table does not have are refused rather than ignored, so
+//! a misspelt timer cannot silently keep its default.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -277,33 +278,53 @@ impl ClusterJson {
     /// The built-in table of `dialect` with the operator's `override_path` merged over it, if that file
     /// exists.
     pub fn load(dialect: Dialect, override_path: &Path) -> Result<ClusterJson, ConfigError> {
-        let text = match std::fs::read_to_string(override_path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ClusterJson::defaults(dialect))
-            }
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: override_path.to_path_buf(),
+        Ok(ClusterJson::load_layers(dialect, &[override_path])?.0)
+    }
+
+    /// The built-in table of `dialect` with each of `layers` that exists merged over it in turn (the
+    /// framework's file, then the operator's), and the files that were read.
+    pub fn load_layers(
+        dialect: Dialect,
+        layers: &[&Path],
+    ) -> Result<(ClusterJson, Vec<PathBuf>), ConfigError> {
+        let mut merged = ClusterJson::defaults(dialect).to_json();
+        let mut read = Vec::new();
+        for path in layers {
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                }
+            };
+            let layer: Value =
+                serde_json::from_str(&text).map_err(|source| ConfigError::JsonSyntax {
+                    path: path.to_path_buf(),
                     source,
-                })
-            }
-        };
-        let overrides: Value =
-            serde_json::from_str(&text).map_err(|source| ConfigError::JsonSyntax {
-                path: override_path.to_path_buf(),
-                source,
-            })?;
+                })?;
+            let root = At {
+                file: path,
+                dialect,
+                key: String::new(),
+            };
+            merge(&mut merged, layer, &root)?;
+            // Each layer is checked on its own, so an error names the file that caused it.
+            let table = ClusterJson::from_json(&merged, &root)?;
+            table.check(&root)?;
+            read.push(path.to_path_buf());
+        }
+        if read.is_empty() {
+            return Ok((ClusterJson::defaults(dialect), read));
+        }
         let root = At {
-            file: override_path,
+            file: &read[read.len() - 1],
             dialect,
             key: String::new(),
         };
-        let mut merged = ClusterJson::defaults(dialect).to_json();
-        merge(&mut merged, overrides, &root)?;
-        let table = ClusterJson::from_json(&merged, &root)?;
-        table.check(&root)?;
-        Ok(table)
+        Ok((ClusterJson::from_json(&merged, &root)?, read))
     }
 
     /// The table in `cluster.json` layout (durations in seconds, permissions as `"0o640"`).

@@ -1,9 +1,11 @@
 //! Typed, validated configuration.
 //!
-//! Three sources make up a node's configuration, all under the install root:
-//! - `etc/ossec.conf`, the `<cluster>` block shared with the rest of the Wazuh manager ([`ClusterConfig`]);
-//! - `etc/cluster.json`, optional adjustments to the built-in synchronisation table and timers
-//!   ([`ClusterJson`]);
+//! These sources make up a node's configuration, all under the install root:
+//! - `etc/ossec.conf` (or the file of `-c`), the `<cluster>` block shared with the rest of the Wazuh
+//!   manager ([`ClusterConfig`]);
+//! - the framework's own `cluster.json` on a Wazuh install, then `etc/cluster.json`, optional
+//!   adjustments to the built-in synchronisation table and timers ([`ClusterJson`]);
+//! - `etc/internal_options.conf` / `etc/local_internal_options.conf`: `wazuh_clusterd.debug`;
 //! - `etc/clusterd.toml`, optional settings of this daemon only, overridable from the command line
 //!   ([`Settings`]).
 //!
@@ -12,6 +14,8 @@
 mod cluster_json;
 mod dialect;
 mod error;
+mod framework_files;
+mod internal_options;
 mod ossec;
 mod settings;
 
@@ -23,6 +27,8 @@ pub use cluster_json::{
 };
 pub use dialect::Dialect;
 pub use error::ConfigError;
+pub use framework_files::framework_cluster_json;
+pub use internal_options::{debug_option, DebugOption, INTERNAL_OPTIONS, LOCAL_INTERNAL_OPTIONS};
 pub use ossec::{ClusterConfig, NodeType};
 pub use settings::{IoDriverChoice, Settings, SettingsOverrides, DEFAULT_WAZUH_VERSION};
 
@@ -43,17 +49,43 @@ pub struct Config {
     pub settings: Settings,
     /// Protocol generation, from `settings.wazuh_version`.
     pub dialect: Dialect,
-    /// Messages to log once logging is set up (deprecated values, ignored extra nodes).
+    /// Messages to log once logging is set up (deprecated values, ignored extra nodes, options
+    /// accepted but not supported).
     pub warnings: Vec<String>,
+    /// The `ossec.conf` that was read.
+    pub ossec_conf: PathBuf,
+    /// The `cluster.json` files merged over the built-in table, in order (none: built-in only).
+    pub cluster_json_files: Vec<PathBuf>,
+    /// `wazuh_clusterd.debug` of the internal options files, when set.
+    pub debug_option: Option<DebugOption>,
 }
 
 impl Config {
-    /// reads HOME/etc/ossec.conf, HOME/etc/clusterd.toml, HOME/etc/cluster.json (dialect from the settings' version)
+    /// Reads HOME/etc/ossec.conf, HOME/etc/clusterd.toml, the framework's and HOME/etc/cluster.json
+    /// (dialect from the settings' version) and the internal options.
     pub fn load(home: &Path, overrides: &SettingsOverrides) -> Result<Config, ConfigError> {
-        let (cluster, warnings) = ClusterConfig::load(&home.join(OSSEC_CONF))?;
+        Config::load_with(home, overrides, None)
+    }
+
+    /// As [`Config::load`], with the `<cluster>` block read from `ossec_conf` when given (`-c`).
+    pub fn load_with(
+        home: &Path,
+        overrides: &SettingsOverrides,
+        ossec_conf: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let ossec_conf = ossec_conf.map_or_else(|| home.join(OSSEC_CONF), Path::to_path_buf);
+        let (cluster, mut warnings) = ClusterConfig::load(&ossec_conf)?;
         let settings = Settings::load(&home.join(SETTINGS_TOML), overrides)?;
         let dialect = Dialect::from_version(&settings.wazuh_version)?;
-        let cluster_json = ClusterJson::load(dialect, &home.join(CLUSTER_JSON))?;
+        let framework = framework_cluster_json(home);
+        let operator = home.join(CLUSTER_JSON);
+        let mut layers: Vec<&Path> = framework.iter().map(PathBuf::as_path).collect();
+        layers.push(&operator);
+        let (cluster_json, cluster_json_files) = ClusterJson::load_layers(dialect, &layers)?;
+        let debug_option = debug_option(home).unwrap_or_else(|warning| {
+            warnings.push(warning);
+            None
+        });
         Ok(Config {
             home: home.to_path_buf(),
             cluster,
@@ -61,7 +93,17 @@ impl Config {
             settings,
             dialect,
             warnings,
+            ossec_conf,
+            cluster_json_files,
+            debug_option,
         })
+    }
+
+    /// The log level of a start with `flags` `-d` flags: the internal options' level plus one per
+    /// flag, at most 2 (debug2).
+    pub fn debug_level(&self, flags: u8) -> u8 {
+        let from_file = self.debug_option.as_ref().map_or(0, |o| o.level);
+        from_file.saturating_add(flags).min(2)
     }
 
     /// `rel` under the install root, e.g. `config.path("queue/cluster/c-internal.sock")`.

@@ -248,8 +248,22 @@ impl BlockReader {
                 "The <interval> option of <cluster> is deprecated and no longer has any effect."
                     .to_string(),
             ),
+            "haproxy_helper" => {
+                let disabled = element
+                    .children()
+                    .find(|c| c.has_tag_name("haproxy_disabled"))
+                    .map(text_of);
+                if disabled.as_deref() != Some("yes") {
+                    self.warnings.push(
+                        "<haproxy_helper> is enabled but not supported by clusterd and is ignored: \
+                         the master does not balance agents through HAProxy. Set \
+                         <haproxy_disabled>yes</haproxy_disabled> to keep it off."
+                            .to_string(),
+                    );
+                }
+            }
             // Accepted by the C readers and without effect on the cluster daemon.
-            "socket_timeout" | "connection_timeout" | "haproxy_helper" => {}
+            "socket_timeout" | "connection_timeout" => {}
             _ => {
                 return Err(ConfigError::UnknownElement {
                     path: self.path.clone(),
@@ -876,9 +890,14 @@ mod tests {
         );
         let (config, warnings) = ClusterConfig::parse(&text).unwrap();
         assert!(!config.disabled);
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings.len(), 2);
         assert!(warnings[0].contains("<interval>"));
         assert!(warnings[0].contains("deprecated"));
+        assert!(warnings[1].starts_with("<haproxy_helper> is enabled but not supported"));
+        // Disabled, it is accepted without a word, as stock does.
+        let text =
+            enabled("<haproxy_helper><haproxy_disabled>yes</haproxy_disabled></haproxy_helper>");
+        assert!(ClusterConfig::parse(&text).unwrap().1.is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! command line overrides them so a test or a one-off run need not edit it.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -79,6 +80,12 @@ pub struct Settings {
     pub framework_python: Option<PathBuf>,
     /// Framework helper processes, hence framework requests running at once.
     pub framework_helpers: usize,
+    /// The user and group the daemon drops to when started as root without `-r` (stock: `wazuh`).
+    pub user: String,
+    pub group: String,
+    /// Where the metrics and health endpoint listens; `None`: no endpoint (the default). A bare
+    /// port in the file means that port on loopback.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -91,6 +98,9 @@ impl Default for Settings {
             allow_client_keys_shrink: false,
             framework_python: None,
             framework_helpers: 2,
+            user: "wazuh".to_string(),
+            group: "wazuh".to_string(),
+            metrics_listen: None,
         }
     }
 }
@@ -113,6 +123,35 @@ struct SettingsFile {
     allow_client_keys_shrink: Option<bool>,
     framework_python: Option<PathBuf>,
     framework_helpers: Option<usize>,
+    user: Option<String>,
+    group: Option<String>,
+    metrics_listen: Option<MetricsListen>,
+}
+
+/// `metrics_listen`: `"127.0.0.1:9790"`, `"[::1]:9790"`, or a port alone (`9790` or `"9790"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MetricsListen {
+    Port(u16),
+    Text(String),
+}
+
+impl MetricsListen {
+    fn address(&self) -> Result<SocketAddr, String> {
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        match self {
+            MetricsListen::Port(port) => Ok(loopback(*port)),
+            MetricsListen::Text(text) => match text.trim().parse::<u16>() {
+                Ok(port) => Ok(loopback(port)),
+                Err(_) => text.trim().parse().map_err(|_| {
+                    format!(
+                        "metrics_listen must be an address and port such as \"127.0.0.1:9790\" \
+                         or a port alone (found \"{text}\")"
+                    )
+                }),
+            },
+        }
+    }
 }
 
 impl Settings {
@@ -148,7 +187,26 @@ impl Settings {
                 .unwrap_or(defaults.allow_client_keys_shrink),
             framework_python: file.framework_python,
             framework_helpers: file.framework_helpers.unwrap_or(defaults.framework_helpers),
+            user: file.user.unwrap_or(defaults.user),
+            group: file.group.unwrap_or(defaults.group),
+            metrics_listen: match &file.metrics_listen {
+                Some(listen) => {
+                    Some(listen.address().map_err(|message| ConfigError::Settings {
+                        path: path.to_path_buf(),
+                        message,
+                    })?)
+                }
+                None => None,
+            },
         };
+        for (key, name) in [("user", &settings.user), ("group", &settings.group)] {
+            if name.is_empty() || name.len() > 64 || name.contains(['\0', ':', '/']) {
+                return Err(ConfigError::Settings {
+                    path: path.to_path_buf(),
+                    message: format!("{key} must be a user or group name (found \"{name}\")"),
+                });
+            }
+        }
         if !(1..=64).contains(&settings.framework_helpers) {
             return Err(ConfigError::Settings {
                 path: path.to_path_buf(),
@@ -225,6 +283,9 @@ mod tests {
                 allow_client_keys_shrink: false,
                 framework_python: None,
                 framework_helpers: 2,
+                user: "wazuh".to_string(),
+                group: "wazuh".to_string(),
+                metrics_listen: None,
             }
         );
         let zero = write(&dir, "connections_per_ip_max = 0\n");
@@ -240,6 +301,44 @@ mod tests {
             Settings::load(&empty, &SettingsOverrides::default()).unwrap(),
             Settings::default()
         );
+    }
+
+    #[test]
+    fn user_group_and_metrics_listen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "user = \"ossec\"\ngroup = \"ossec\"\nmetrics_listen = 9790\n",
+        );
+        let settings = Settings::load(&path, &SettingsOverrides::default()).unwrap();
+        assert_eq!(
+            (settings.user.as_str(), settings.group.as_str()),
+            ("ossec", "ossec")
+        );
+        assert_eq!(
+            settings.metrics_listen,
+            Some("127.0.0.1:9790".parse().unwrap())
+        );
+        for (text, expected) in [
+            ("metrics_listen = \"9791\"\n", "127.0.0.1:9791"),
+            ("metrics_listen = \"0.0.0.0:9792\"\n", "0.0.0.0:9792"),
+            ("metrics_listen = \"[::1]:9793\"\n", "[::1]:9793"),
+        ] {
+            let path = write(&dir, text);
+            let settings = Settings::load(&path, &SettingsOverrides::default()).unwrap();
+            assert_eq!(settings.metrics_listen, Some(expected.parse().unwrap()));
+        }
+        for (text, expected) in [
+            ("metrics_listen = \"localhost\"\n", "metrics_listen must be"),
+            ("user = \"\"\n", "user must be a user or group name"),
+            ("group = \"a:b\"\n", "group must be a user or group name"),
+        ] {
+            let path = write(&dir, text);
+            let err = Settings::load(&path, &SettingsOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

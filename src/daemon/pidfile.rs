@@ -87,6 +87,32 @@ fn pid_of(file_name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Every daemon pid file of the installation at `home`, live or not: `(pid, path)`.
+pub fn daemon_pid_files(home: &Path) -> Vec<(u32, PathBuf)> {
+    let Ok(entries) = fs::read_dir(run_dir(home)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str().and_then(pid_of)?;
+            Some((pid, entry.path()))
+        })
+        .collect()
+}
+
+/// Whether `pid` is a live cluster daemon, ours or Wazuh's (whose command line runs its
+/// `wazuh_clusterd.py` or `wazuh-clusterd`), rather than a process that reused a dead daemon's pid.
+pub fn is_cluster_daemon(pid: u32) -> bool {
+    let Ok(cmdline) = fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline")) else {
+        return false;
+    };
+    cmdline
+        .split(|b| *b == 0)
+        .take(4)
+        .any(|arg| arg.ends_with(b"wazuh-clusterd") || arg.ends_with(b"wazuh_clusterd.py"))
+}
+
 /// Pid of a running cluster daemon of the installation at `home`, if any: a pid file whose pid
 /// exists in `/proc`. Files left behind by dead processes are ignored.
 pub fn running_daemon(home: &Path) -> Option<u32> {

@@ -8,8 +8,11 @@ use compio::net::{TcpListener, UnixListener};
 use futures_util::future::{select, Either};
 use serde_json::json;
 
+use super::instance::{InstanceError, InstanceLock};
 use super::pidfile::PidFile;
-use super::startup::{daemonize, prepare_dirs, LOCAL_SOCKET};
+use super::privileges::{drops_root, PrivilegeError, RunAs};
+use super::report::{pool_threads, print_report};
+use super::startup::{clean_transfers, create_dirs, daemonize, LOCAL_SOCKET};
 use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
 use crate::pool::framework::{Framework, FrameworkConfig};
 use crate::pool::{AgentEnv, ApplyPolicy, DaemonForwarder, DapiEnv, PoolRunner, SyncEnv};
@@ -25,8 +28,13 @@ use crate::{clog_error, clog_info, clog_warn};
 pub struct DaemonArgs {
     pub home: PathBuf,
     pub foreground: bool,
-    pub debug_level: u8,
+    /// `-d` flags given (each adds one to the internal options' level).
+    pub debug_flags: u8,
     pub test_config: bool,
+    /// `-r`: keep root instead of dropping to the configured user.
+    pub keep_root: bool,
+    /// `-c`: the `ossec.conf` to read instead of `HOME/etc/ossec.conf`.
+    pub ossec_conf: Option<PathBuf>,
     pub overrides: SettingsOverrides,
 }
 
@@ -52,6 +60,10 @@ pub enum DaemonError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Registration(#[from] crate::store::registration::RegistrationError),
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
 }
 
 fn driver_choice(choice: IoDriverChoice) -> DriverChoice {
@@ -111,6 +123,7 @@ fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
             agent_groups_mismatch_limit: intervals.worker.agent_groups_mismatch_limit,
         },
         connections_per_ip_max: config.settings.connections_per_ip_max,
+        distributed_api: config.cluster_json.distributed_api_enabled,
         limits: ConnLimits::default(),
     }
 }
@@ -198,22 +211,45 @@ fn sync_env(config: &Config) -> SyncEnv {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
+///
+/// The order matters: the instance lock comes before anything touches the install root (a second
+/// daemon must leave the first one's files alone), root gives up its privileges once the port is
+/// bound and before any thread, ring or file of the running daemon exists.
 pub fn run(args: DaemonArgs) -> Result<i32, DaemonError> {
-    let config = Config::load(&args.home, &args.overrides)?;
+    let config = Config::load_with(&args.home, &args.overrides, args.ossec_conf.as_deref())?;
+    let run_as = || -> Result<Option<RunAs>, PrivilegeError> {
+        if !drops_root(args.keep_root) {
+            return Ok(None);
+        }
+        RunAs::resolve(&config.settings.user, &config.settings.group).map(Some)
+    };
     if args.test_config {
+        print_report(
+            &config,
+            args.debug_flags,
+            args.keep_root,
+            run_as()?.as_ref(),
+        );
         return Ok(0);
     }
     if config.cluster.disabled {
         eprintln!(
             "wazuh-clusterd: the cluster is disabled in {}; nothing to do.",
-            config.path("etc/ossec.conf").display()
+            config.ossec_conf.display()
         );
         return Ok(0);
     }
-    prepare_dirs(&args.home).map_err(|source| DaemonError::Prepare {
+    let run_as = run_as()?;
+    // Nothing the daemon creates is for other users (client.keys above all); files it creates
+    // without an explicit mode get the group's access, as on a stock node.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+    let prepare_failed = |source| DaemonError::Prepare {
         path: args.home.clone(),
         source,
-    })?;
+    };
+    let created = create_dirs(&args.home).map_err(prepare_failed)?;
+    let mut lock = InstanceLock::acquire(&args.home)?;
+    clean_transfers(&args.home).map_err(prepare_failed)?;
     let choice = choose(driver_choice(config.settings.io_driver))?;
     if !args.foreground {
         daemonize().map_err(|source| DaemonError::Prepare {
@@ -223,16 +259,14 @@ pub fn run(args: DaemonArgs) -> Result<i32, DaemonError> {
     }
     let _log = crate::logging::init(
         &config.path("logs/cluster.log"),
-        args.debug_level,
+        config.debug_level(args.debug_flags),
         args.foreground,
     )
     .map_err(|source| DaemonError::Prepare {
         path: config.path("logs/cluster.log"),
         source,
     })?;
-    for warning in &config.warnings {
-        clog_warn!("Cluster", "Main", "{warning}");
-    }
+    log_start(&config, &lock, args.debug_flags);
     match &choice.fallback_reason {
         Some(reason) => clog_warn!(
             "Cluster",
@@ -246,38 +280,164 @@ pub fn run(args: DaemonArgs) -> Result<i32, DaemonError> {
             choice.kind.name()
         ),
     }
-    let runtime = build_runtime(choice.kind)?;
+    let listener = bind_cluster_port(&config)?;
+    match &run_as {
+        Some(run_as) => {
+            hand_over(&config, run_as, &created)?;
+            run_as.enter()?;
+            clog_info!(
+                "Cluster",
+                "Main",
+                "Running as {}:{}.",
+                run_as.user,
+                run_as.group
+            );
+        }
+        None if args.keep_root && nix::unistd::Uid::effective().is_root() => {
+            clog_info!("Cluster", "Main", "Running as root (-r).")
+        }
+        None => {}
+    }
     let pid_file = PidFile::create(&args.home).map_err(|source| DaemonError::Prepare {
         path: config.path("var/run"),
         source,
     })?;
+    if let Err(e) = lock.record_pid(pid_file.pid()) {
+        clog_warn!(
+            "Cluster",
+            "Main",
+            "Could not record the pid in {}: {e}",
+            config.path(super::instance::LOCK_FILE).display()
+        );
+    }
+    let runtime = build_runtime(choice.kind)?;
     let settings = node_settings(&config, choice.kind.name());
-    let result = runtime.block_on(serve(config, settings));
+    let result = runtime.block_on(serve(config, settings, listener));
     drop(pid_file);
+    drop(lock);
     result.map(|()| 0)
 }
 
-async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError> {
+/// The start-up lines of the configuration: warnings, where the log level and `cluster.json` come
+/// from, pid files taken over.
+fn log_start(config: &Config, lock: &InstanceLock, debug_flags: u8) {
+    for warning in &config.warnings {
+        clog_warn!("Cluster", "Main", "{warning}");
+    }
+    for (pid, path) in &lock.taken_over {
+        clog_info!(
+            "Cluster",
+            "Main",
+            "Removed {}: its daemon (pid {pid}) no longer runs.",
+            path.display()
+        );
+    }
+    if let Some(option) = &config.debug_option {
+        clog_info!(
+            "Cluster",
+            "Main",
+            "Log level {} (wazuh_clusterd.debug {} of {}, {debug_flags} -d flags).",
+            config.debug_level(debug_flags),
+            option.level,
+            option.file.display()
+        );
+    }
+    if config.cluster_json_files.is_empty() {
+        clog_info!(
+            "Cluster",
+            "Main",
+            "Using the built-in cluster.json of Wazuh {}.",
+            config.dialect
+        );
+    }
+    for file in &config.cluster_json_files {
+        clog_info!("Cluster", "Main", "Using {}.", file.display());
+    }
+}
+
+/// How long a start waits for the cluster port to be free. A daemon that just died (SIGKILL, a
+/// crash restarted by the service manager) may hold its listening socket for a moment: io_uring
+/// releases a dead process's pending accepts asynchronously.
+const PORT_IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The master's cluster port, bound while the daemon may still be root.
+fn bind_cluster_port(config: &Config) -> Result<Option<std::net::TcpListener>, DaemonError> {
+    if config.cluster.node_type != crate::config::NodeType::Master {
+        return Ok(None);
+    }
+    let (bind_addr, port) = (config.cluster.bind_addr.as_str(), config.cluster.port);
+    let deadline = std::time::Instant::now() + PORT_IN_USE_WAIT;
+    let mut warned = false;
+    loop {
+        match std::net::TcpListener::bind((bind_addr, port)) {
+            Ok(listener) => return Ok(Some(listener)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !warned {
+                    clog_warn!(
+                        "Cluster",
+                        "Main",
+                        "{bind_addr}:{port} is in use; waiting up to {}s for it to be free.",
+                        PORT_IN_USE_WAIT.as_secs()
+                    );
+                    warned = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(source) => {
+                return Err(DaemonError::Listen {
+                    what: format!("{bind_addr}:{port}"),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Gives what root prepared to the user, with a stock node's modes: the directories it created
+/// `0770`, `queue/cluster/` `0770`, `logs/cluster.log` `0660`, the lock file `0640`.
+fn hand_over(config: &Config, run_as: &RunAs, created: &[PathBuf]) -> Result<(), PrivilegeError> {
+    for dir in created {
+        run_as.give(dir, 0o770)?;
+    }
+    for (rel, mode) in [
+        ("queue/cluster", 0o770),
+        ("logs/cluster.log", 0o660),
+        (super::instance::LOCK_FILE, 0o640),
+    ] {
+        run_as.give(&config.path(rel), mode)?;
+    }
+    Ok(())
+}
+
+async fn serve(
+    config: Config,
+    settings: NodeSettings,
+    listener: Option<std::net::TcpListener>,
+) -> Result<(), DaemonError> {
     let is_master = settings.is_master;
     let tag = if is_master {
         "Master".to_string()
     } else {
         format!("Worker {}", settings.node_name)
     };
-    let (bind_addr, port) = (config.cluster.bind_addr.clone(), settings.port);
     let node = Node::new(settings, rand::random(), Now::system())?;
     let (results_tx, results) = job_channel();
-    let runner = PoolRunner::new(
-        sync_env(&config),
-        config.settings.pool_threads,
-        JOB_QUEUE_MAX,
-        results_tx,
-    )
-    .map_err(|source| DaemonError::Prepare {
-        path: config.home.clone(),
-        source,
-    })?;
-    clog_info!(tag, "Main", "Worker pool of {} threads.", runner.threads());
+    let (threads, why) = pool_threads(&config);
+    let runner = PoolRunner::new(sync_env(&config), threads, JOB_QUEUE_MAX, results_tx).map_err(
+        |source| DaemonError::Prepare {
+            path: config.home.clone(),
+            source,
+        },
+    )?;
+    clog_info!(
+        tag,
+        "Main",
+        "Worker pool of {} threads ({why}).",
+        runner.threads()
+    );
     let agent_db = crate::store::open(&config.home, !is_master)?;
     clog_info!(tag, "Main", "Agent database: {}.", agent_db.backend);
     if matches!(agent_db.backend, Backend::Embedded { .. }) {
@@ -346,13 +506,12 @@ async fn serve(config: Config, settings: NodeSettings) -> Result<(), DaemonError
     );
     compio::runtime::spawn(event_loop.clone().serve_local(local)).detach();
 
-    if is_master {
-        let listener = TcpListener::bind((bind_addr.as_str(), port))
-            .await
-            .map_err(|source| DaemonError::Listen {
-                what: format!("{bind_addr}:{port}"),
-                source,
-            })?;
+    if let Some(listener) = listener {
+        let (bind_addr, port) = (&config.cluster.bind_addr, config.cluster.port);
+        let listener = TcpListener::from_std(listener).map_err(|source| DaemonError::Listen {
+            what: format!("{bind_addr}:{port}"),
+            source,
+        })?;
         clog_info!(tag, "Main", "Serving on ('{bind_addr}', {port})");
         compio::runtime::spawn(event_loop.clone().serve_cluster(listener)).detach();
     }

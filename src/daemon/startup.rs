@@ -3,17 +3,30 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Name of the local socket inside `queue/cluster/`; it survives the start-up clean-up.
 pub const LOCAL_SOCKET: &str = "c-internal.sock";
 
-/// Creates `logs/`, `queue/cluster/` and `var/run/` as needed, and empties `queue/cluster/` of what a
-/// previous run left there (per-worker transfer directories), as stock nodes do at start.
-pub fn prepare_dirs(home: &Path) -> io::Result<()> {
-    for dir in ["logs", "queue/cluster", "var/run"] {
-        fs::create_dir_all(home.join(dir))?;
+/// Creates `logs/`, `queue/cluster/` and `var/run/` as needed (harmless to a daemon that already
+/// runs there). Returns the directories it created (an install root of its own, as in tests and
+/// demos), which the daemon's user then gets.
+pub fn create_dirs(home: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut created = Vec::new();
+    for dir in ["logs", "queue", "queue/cluster", "var", "var/run"] {
+        let path = home.join(dir);
+        if !path.exists() {
+            fs::create_dir_all(&path)?;
+            created.push(path);
+        }
     }
+    Ok(created)
+}
+
+/// Empties `queue/cluster/` of what a previous run left there (per-worker transfer directories),
+/// as stock nodes do at start. Only under the instance lock: it would wipe a running daemon's
+/// transfers.
+pub fn clean_transfers(home: &Path) -> io::Result<()> {
     let cluster = home.join("queue/cluster");
     fs::set_permissions(&cluster, fs::Permissions::from_mode(0o770))?;
     for entry in fs::read_dir(&cluster)? {
@@ -65,7 +78,12 @@ mod tests {
         fs::write(home.path().join("queue/cluster/worker1/old.zip"), b"x").unwrap();
         fs::write(home.path().join("queue/cluster/stray"), b"x").unwrap();
         fs::write(home.path().join("queue/cluster").join(LOCAL_SOCKET), b"").unwrap();
-        prepare_dirs(home.path()).unwrap();
+        let created = create_dirs(home.path()).unwrap();
+        assert_eq!(
+            created,
+            ["logs", "var", "var/run"].map(|d| home.path().join(d))
+        );
+        clean_transfers(home.path()).unwrap();
         let left: Vec<_> = fs::read_dir(home.path().join("queue/cluster"))
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -27,8 +27,17 @@ pub fn sibling_binary(name: &str) -> io::Result<PathBuf> {
 }
 
 impl Daemon {
-    /// Starts `binary -f --home HOME ARGS...`, with its standard error appended to `HOME/stderr.log`.
+    /// Starts `binary -f -r --home HOME ARGS...`, with its standard error appended to
+    /// `HOME/stderr.log`. `-r`: demo and test nodes run as the user that starts them, root included.
     pub fn start(binary: &Path, home: &Path, args: &[&str]) -> io::Result<Daemon> {
+        let mut with_root = vec!["-r"];
+        with_root.extend_from_slice(args);
+        Daemon::start_plain(binary, home, &with_root)
+    }
+
+    /// Starts `binary -f --home HOME ARGS...` as a service manager would: started as root, the
+    /// daemon drops to its configured user.
+    pub fn start_plain(binary: &Path, home: &Path, args: &[&str]) -> io::Result<Daemon> {
         let mut d = Daemon {
             child: None,
             home: home.to_path_buf(),

@@ -517,7 +517,10 @@ impl Master {
         };
         let r = &task.request;
         let own = ctx.settings.node_name.clone();
-        if r.request_type != RequestType::DistributedMaster || r.from_cluster {
+        if r.request_type != RequestType::DistributedMaster
+            || r.from_cluster
+            || !ctx.settings.distributed_api
+        {
             let bytes = Bytes::from(r.to_bytes());
             task_parts(&mut self.dapi, id, 1);
             self.dapi_run_here(id, 0, bytes, ctx);

@@ -73,7 +73,7 @@ impl Worker {
                 return ("ok", QUEUED.to_vec());
             }
         };
-        if request.request_type == RequestType::LocalAny {
+        if request.request_type == RequestType::LocalAny || !ctx.settings.distributed_api {
             clog_info!(
                 tag,
                 "D API",

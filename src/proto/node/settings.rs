@@ -119,5 +119,8 @@ pub struct NodeSettings {
     pub agents: AgentSettings,
     /// Simultaneous cluster connections accepted from one source address.
     pub connections_per_ip_max: usize,
+    /// `distributed_api.enabled` of `cluster.json`: when false, every API request runs on the node
+    /// that received it, as stock nodes do.
+    pub distributed_api: bool,
     pub limits: ConnLimits,
 }

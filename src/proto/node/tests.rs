@@ -43,6 +43,7 @@ fn settings(name: &str, master: bool, cluster: &str, version: &str, key: &str) -
         },
         agents: AgentSettings::default(),
         connections_per_ip_max: 10,
+        distributed_api: true,
         limits: ConnLimits::default(),
     }
 }
