@@ -8,6 +8,7 @@
 //!
 //! `logging` formats `logs/cluster.log` lines; `control` is the client side of the local socket used by
 //! `cluster_control` and the load tool; `loadgen` is the agent simulator of `cluster-load agents`.
+//! `metrics` holds the Prometheus series and the `/metrics`, `/healthz`, `/readyz` endpoint.
 
 pub mod config;
 pub mod control;
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod harness;
 pub mod loadgen;
 pub mod logging;
+pub mod metrics;
 pub mod pool;
 pub mod proto;
 pub mod store;

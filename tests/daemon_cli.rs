@@ -27,7 +27,11 @@ fn home_with(conf: &str) -> tempfile::TempDir {
 #[test]
 fn test_mode_accepts_a_valid_configuration() {
     let dir = home_with(&NodeSpec::master(1516).ossec_conf());
-    assert_eq!(run(dir.path(), &["-t"]), (0, String::new()));
+    let (code, err) = run(dir.path(), &["-t"]);
+    assert_eq!(code, 0, "{err}");
+    // The report of what a start would use is on standard error, nothing else is printed.
+    assert!(err.starts_with("Configuration OK: "), "{err}");
+    assert!(!err.contains("ERROR") && !err.contains("WARNING"), "{err}");
     // Nothing was created: -t only reads.
     assert!(!dir.path().join("logs").exists());
 }

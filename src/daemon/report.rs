@@ -1,6 +1,8 @@
 //! What a start will do, decided from the configuration alone: the pool size and where it comes
 //! from, and the report `wazuh-clusterd -t` prints, so an operator sees before a restart which
-//! files are in force, at which log level and as which user the daemon will run.
+//! files are in force, at which log level and as which user the daemon will run. The report goes
+//! to standard error: `wazuh-control` runs `-t` on every daemon before a start, and its `-j` form
+//! answers the API with JSON on standard output, which must stay as empty as a stock node's.
 
 use super::privileges::RunAs;
 use crate::config::{Config, NodeType};
@@ -36,9 +38,9 @@ pub fn pool_threads(config: &Config) -> (usize, String) {
     )
 }
 
-/// The `-t` report, on standard output.
+/// The `-t` report, on standard error.
 pub fn print_report(config: &Config, debug_flags: u8, keep_root: bool, run_as: Option<&RunAs>) {
-    println!(
+    eprintln!(
         "Configuration OK: {} (node {}, {}, Wazuh {}).",
         config.ossec_conf.display(),
         config.cluster.node_name,
@@ -50,38 +52,38 @@ pub fn print_report(config: &Config, debug_flags: u8, keep_root: bool, run_as: O
         config.settings.wazuh_version
     );
     if config.cluster_json_files.is_empty() {
-        println!(
+        eprintln!(
             "cluster.json: the built-in table of Wazuh {}.",
             config.dialect
         );
     }
     for file in &config.cluster_json_files {
-        println!("cluster.json: {}", file.display());
+        eprintln!("cluster.json: {}", file.display());
     }
     let level = config.debug_level(debug_flags);
     match &config.debug_option {
-        Some(option) => println!(
+        Some(option) => eprintln!(
             "Log level: {level} (wazuh_clusterd.debug {} of {}, {debug_flags} -d flags).",
             option.level,
             option.file.display()
         ),
-        None => println!("Log level: {level} ({debug_flags} -d flags)."),
+        None => eprintln!("Log level: {level} ({debug_flags} -d flags)."),
     }
     let (threads, why) = pool_threads(config);
-    println!("Worker pool: {threads} threads ({why}).");
+    eprintln!("Worker pool: {threads} threads ({why}).");
     match run_as {
-        Some(run_as) => println!(
+        Some(run_as) => eprintln!(
             "Runs as: {}:{} (drops root after binding).",
             run_as.user, run_as.group
         ),
-        None if keep_root => println!("Runs as: the starting user (-r)."),
-        None => println!("Runs as: the starting user (not started as root)."),
+        None if keep_root => eprintln!("Runs as: the starting user (-r)."),
+        None => eprintln!("Runs as: the starting user (not started as root)."),
     }
     match config.settings.metrics_listen {
-        Some(addr) => println!("Metrics: http://{addr}/metrics"),
-        None => println!("Metrics: off (metrics_listen in etc/clusterd.toml)."),
+        Some(addr) => eprintln!("Metrics: http://{addr}/metrics"),
+        None => eprintln!("Metrics: off (metrics_listen in etc/clusterd.toml)."),
     }
     for warning in &config.warnings {
-        println!("WARNING: {warning}");
+        eprintln!("WARNING: {warning}");
     }
 }

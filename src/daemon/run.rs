@@ -310,6 +310,7 @@ pub fn run(args: DaemonArgs) -> Result<i32, DaemonError> {
             config.path(super::instance::LOCK_FILE).display()
         );
     }
+    let _metrics = start_metrics(&config, choice.kind.name())?;
     let runtime = build_runtime(choice.kind)?;
     let settings = node_settings(&config, choice.kind.name());
     let result = runtime.block_on(serve(config, settings, listener));
@@ -353,6 +354,46 @@ fn log_start(config: &Config, lock: &InstanceLock, debug_flags: u8) {
     for file in &config.cluster_json_files {
         clog_info!("Cluster", "Main", "Using {}.", file.display());
     }
+}
+
+/// Labels the node's metrics and, when `metrics_listen` is set, serves them (as the daemon's user:
+/// the endpoint starts after root is given up).
+fn start_metrics(
+    config: &Config,
+    io_driver: &str,
+) -> Result<Option<crate::metrics::ServerHandle>, DaemonError> {
+    let metrics = crate::metrics::Metrics::global();
+    let is_master = config.cluster.node_type == crate::config::NodeType::Master;
+    metrics.set_info(crate::metrics::InfoLabels {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        wazuh_version: config.settings.wazuh_version.clone(),
+        dialect: config.dialect.to_string(),
+        node_name: config.cluster.node_name.clone(),
+        node_type: if is_master { "master" } else { "worker" }.to_string(),
+        io_driver: io_driver.to_string(),
+    });
+    metrics.set_ready(
+        false,
+        if is_master {
+            "local integrity not computed yet"
+        } else {
+            "not connected to the master"
+        },
+    );
+    let Some(addr) = config.settings.metrics_listen else {
+        return Ok(None);
+    };
+    let server = crate::metrics::serve(addr).map_err(|source| DaemonError::Listen {
+        what: format!("the metrics endpoint {addr}"),
+        source,
+    })?;
+    clog_info!(
+        "Cluster",
+        "Main",
+        "Metrics on http://{}/metrics (health: /healthz, /readyz).",
+        server.local_addr()
+    );
+    Ok(Some(server))
 }
 
 /// How long a start waits for the cluster port to be free. A daemon that just died (SIGKILL, a

@@ -4,6 +4,7 @@
 
 mod daemon;
 mod home;
+pub mod scrape;
 mod scripted_peer;
 
 pub use daemon::{sibling_binary, Daemon};

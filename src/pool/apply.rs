@@ -61,6 +61,8 @@ pub struct ApplyReport {
     pub updated: usize,
     /// Files removed (a delete of a file already absent is not counted, and not an error).
     pub deleted: usize,
+    /// Bytes of the files written (created and updated).
+    pub bytes: u64,
     /// Paths not touched because they are not allowed: relative path and reason.
     pub refused: Vec<(String, String)>,
     /// Paths that could not be written or deleted: relative path and error.
@@ -139,6 +141,8 @@ struct Staged {
     temporary: String,
     name: String,
     existed: bool,
+    /// Size of the new copy.
+    bytes: u64,
 }
 
 /// What staging one write produced.
@@ -309,6 +313,7 @@ impl Run<'_> {
                 ))));
             }
         }
+        let bytes = source.metadata().map_or(0, |m| m.len());
         let temporary = self.copy_beside(dir.as_fd(), target, &mut source)?;
         Ok(Staging::Staged(Staged {
             rel: rel.to_string(),
@@ -316,6 +321,7 @@ impl Run<'_> {
             temporary,
             name: target.name.to_string(),
             existed,
+            bytes,
         }))
     }
 
@@ -350,6 +356,9 @@ impl Run<'_> {
                     file.temporary.as_str(),
                     UnlinkatFlags::NoRemoveDir,
                 );
+            }
+            if renamed.is_ok() {
+                self.report.bytes += file.bytes;
             }
             let outcome = renamed.map(|()| {
                 if file.existed {
@@ -636,11 +645,16 @@ mod tests {
             put(u, rel, format!("new {rel}").as_bytes());
         }
         let report = apply(h, u, &plan(&writes, &[]), &table(), &ApplyPolicy::default());
+        let bytes = writes
+            .iter()
+            .map(|rel| format!("new {rel}").len() as u64)
+            .sum();
         assert_eq!(
             report,
             ApplyReport {
                 created: 4,
                 updated: 1,
+                bytes,
                 ..ApplyReport::default()
             }
         );

@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use futures_channel::mpsc::UnboundedSender;
 
+use crate::metrics;
+
 use super::apply::ApplyPolicy;
 use super::integrity::IntegrityCache;
 use super::jobs;
 use super::jobs::agents::AgentEnv;
 use super::jobs::dapi::DapiEnv;
 use super::jobs::ruleset::RulesetSource;
+use super::threads::Observed;
 use super::threads::{JobError, Pool};
 use crate::config::{Dialect, FilesTable};
 use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, JobRunner};
@@ -78,7 +81,15 @@ impl PoolRunner {
         queue_capacity: usize,
         results: UnboundedSender<(JobId, JobResult)>,
     ) -> io::Result<PoolRunner> {
-        let pool = Pool::new(threads, queue_capacity, deliverer(results.clone()))?;
+        let pool = Pool::observed(
+            threads,
+            queue_capacity,
+            deliverer(results.clone()),
+            Some(Observed {
+                queue: Some(metrics::Queue::Pool),
+                pool: metrics::Pool::Files,
+            }),
+        )?;
         let shared = Arc::new(Shared {
             env,
             snapshot: RwLock::new(Arc::new(Metadata::new())),
@@ -104,10 +115,14 @@ impl PoolRunner {
         threads: usize,
         queue_capacity: usize,
     ) -> io::Result<PoolRunner> {
-        let pool = Pool::new(
+        let pool = Pool::observed(
             threads.max(1),
             queue_capacity,
             deliverer(self.results.clone()),
+            Some(Observed {
+                queue: Some(metrics::Queue::Agents),
+                pool: metrics::Pool::Agents,
+            }),
         )?;
         let _ = self.shared.agents_db.set(env.db.clone());
         self.agents = Some((pool, Arc::new(env)));
@@ -121,10 +136,14 @@ impl PoolRunner {
         threads: usize,
         queue_capacity: usize,
     ) -> io::Result<PoolRunner> {
-        let pool = Pool::new(
+        let pool = Pool::observed(
             threads.max(1),
             queue_capacity,
             deliverer(self.results.clone()),
+            Some(Observed {
+                queue: None,
+                pool: metrics::Pool::Dapi,
+            }),
         )?;
         env.ruleset = Some(RulesetSource::new(self.shared.clone()));
         self.dapi = Some((pool, Arc::new(env)));

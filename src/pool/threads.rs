@@ -14,6 +14,8 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::metrics;
+
 /// Names a job in its result; chosen by the submitter.
 pub type JobId = u64;
 
@@ -62,6 +64,16 @@ pub struct Pool<R: Send + 'static> {
     /// `None` only during drop, so the threads see the queue close.
     sender: Option<Sender<(JobId, Job<R>)>>,
     handles: Vec<JoinHandle<()>>,
+    /// The metric labels of this pool's queue depth and busy time, when it is observed.
+    observed: Option<Observed>,
+}
+
+/// Which `clusterd_queue_depth` and `clusterd_pool_busy_seconds_total` series a pool feeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed {
+    /// `None`: the queue that matters is upstream (DAPI requests wait in the engine's own queue).
+    pub queue: Option<metrics::Queue>,
+    pub pool: metrics::Pool,
 }
 
 impl<R: Send + 'static> Pool<R> {
@@ -74,6 +86,16 @@ impl<R: Send + 'static> Pool<R> {
         threads: usize,
         queue_capacity: usize,
         deliver: impl Fn(JobId, Result<R, JobError>) + Send + Sync + 'static,
+    ) -> io::Result<Pool<R>> {
+        Pool::observed(threads, queue_capacity, deliver, None)
+    }
+
+    /// As [`Pool::new`], recording its queue depth and its threads' busy time under `observed`.
+    pub fn observed(
+        threads: usize,
+        queue_capacity: usize,
+        deliver: impl Fn(JobId, Result<R, JobError>) + Send + Sync + 'static,
+        observed: Option<Observed>,
     ) -> io::Result<Pool<R>> {
         if queue_capacity == 0 {
             return Err(io::Error::new(
@@ -93,6 +115,7 @@ impl<R: Send + 'static> Pool<R> {
         let mut pool = Pool {
             sender: Some(sender),
             handles: Vec::with_capacity(threads),
+            observed,
         };
         for index in 0..threads {
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
@@ -102,7 +125,7 @@ impl<R: Send + 'static> Pool<R> {
             // already started.
             let handle = thread::Builder::new()
                 .name(format!("clusterd-pool-{index}"))
-                .spawn(move || run_thread(core, receiver, deliver))?;
+                .spawn(move || run_thread(core, receiver, deliver, observed))?;
             pool.handles.push(handle);
         }
         Ok(pool)
@@ -116,7 +139,12 @@ impl<R: Send + 'static> Pool<R> {
     ) -> Result<(), PoolError> {
         let sender = self.sender.as_ref().ok_or(PoolError::Closed)?;
         match sender.try_send((id, Box::new(job))) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(queue) = self.observed.and_then(|o| o.queue) {
+                    metrics::Metrics::global().queue_depth(queue, sender.len());
+                }
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => Err(PoolError::Full),
             Err(TrySendError::Disconnected(_)) => Err(PoolError::Closed),
         }
@@ -149,6 +177,7 @@ fn run_thread<R>(
     core: Option<core_affinity::CoreId>,
     receiver: Receiver<(JobId, Job<R>)>,
     deliver: Deliver<R>,
+    observed: Option<Observed>,
 ) {
     if let Some(core) = core {
         // Pinning is an optimisation (cache locality, no migration); a container or cgroup that
@@ -156,8 +185,15 @@ fn run_thread<R>(
         let _ = core_affinity::set_for_current(core);
     }
     while let Ok((id, job)) = receiver.recv() {
+        let started = std::time::Instant::now();
+        if let Some(queue) = observed.and_then(|o| o.queue) {
+            metrics::Metrics::global().queue_depth(queue, receiver.len());
+        }
         let result = panic::catch_unwind(AssertUnwindSafe(job))
             .unwrap_or_else(|payload| Err(JobError::Panicked(panic_message(payload.as_ref()))));
+        if let Some(o) = observed {
+            metrics::Metrics::global().pool_busy(o.pool, started.elapsed());
+        }
         // A panicking `deliver` must not take the thread, and with it the rest of the queue, down.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| deliver(id, result)));
     }

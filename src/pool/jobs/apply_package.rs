@@ -92,6 +92,8 @@ fn apply_classification(
         } else {
             (0, None)
         };
+    crate::metrics::Metrics::global()
+        .files_applied((report.created + report.updated) as u64, report.bytes);
     Ok(JobOutcome::Apply {
         created: report.created,
         updated: report.updated,

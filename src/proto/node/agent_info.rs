@@ -208,9 +208,15 @@ impl Worker {
             Round::Sending { started } | Round::AwaitResult { started, .. } => Some(started),
             _ => self.agent_info.last_start,
         };
-        let elapsed = started.map_or(0.0, |s| {
-            ctx.now.mono.saturating_duration_since(s).as_secs_f64()
+        let round = started.map_or(std::time::Duration::ZERO, |s| {
+            ctx.now.mono.saturating_duration_since(s)
         });
+        crate::metrics::Metrics::global().round(
+            crate::metrics::Task::AgentInfo,
+            &ctx.settings.node_name,
+            round,
+        );
+        let elapsed = round.as_secs_f64();
         let message = match ctx.settings.sync.dialect {
             Dialect::V4_3 => format!("Finished in {elapsed:.3}s ({updated} chunks updated)."),
             Dialect::V4_14 => format!("Finished in {elapsed:.3}s. Updated {updated} chunks."),

@@ -20,6 +20,7 @@ use super::dapi::{
 use super::local::LocalDelivery;
 use super::master::Master;
 use super::{ConnId, Ctx, Purpose};
+use crate::metrics::{FailureReason, Metrics};
 use crate::proto::command::Command;
 use crate::proto::dapi::encode::{Affected, FailedItem};
 use crate::proto::dapi::job::{QUEUE_MAX, RUNNING_MAX};
@@ -123,7 +124,9 @@ impl Master {
             let e = WazuhError::with_extra(3000, "dapi_fwd needs '<node name> <request JSON>'");
             return ("err", e.to_payload());
         };
+        Metrics::global().dapi_request();
         if let Err(refusal) = checked(request) {
+            Metrics::global().dapi_failure(FailureReason::Refused);
             clog_error!(
                 "Master",
                 "D API",
@@ -136,6 +139,7 @@ impl Master {
             return ("err", WazuhError::with_extra(3022, node).to_payload());
         };
         if self.dapi.forwards.len() >= QUEUE_MAX {
+            Metrics::global().dapi_failure(FailureReason::QueueFull);
             let e = WazuhError::with_extra(3000, format!("{QUEUE_MAX} forwarded API requests already wait for their workers; try again later"));
             return ("err", e.to_payload());
         }
@@ -371,6 +375,7 @@ impl Master {
                     task.request.f.name
                 );
             }
+            Metrics::global().dapi_failure(FailureReason::Timeout);
             self.dapi_finish(id, Ok(Bytes::from(WazuhError::new(3021).to_payload())), ctx);
         }
         let late: Vec<u32> = self
@@ -382,6 +387,7 @@ impl Master {
             .collect();
         for client in late {
             if let Some(f) = self.dapi.forwards.remove(&client) {
+                Metrics::global().dapi_failure(FailureReason::Timeout);
                 self.deliveries.push(LocalDelivery::request(
                     f.local,
                     "dapi_err",
@@ -403,6 +409,7 @@ impl Master {
             .collect();
         for uuid in lost {
             if let Some(share) = self.dapi.shares.remove(&uuid) {
+                Metrics::global().dapi_failure(FailureReason::PeerLost);
                 let why = format!("{} disconnected before answering", share.node);
                 self.dapi_part_done(
                     share.task,
@@ -435,6 +442,7 @@ impl Master {
             .collect();
         for client in waiting {
             if let Some(f) = self.dapi.forwards.remove(&client) {
+                Metrics::global().dapi_failure(FailureReason::PeerLost);
                 let e = WazuhError::with_extra(3023, "the worker disconnected before answering");
                 self.deliveries
                     .push(LocalDelivery::request(f.local, "dapi_err", e.to_payload()));
@@ -449,7 +457,9 @@ impl Master {
         payload: &[u8],
         ctx: &mut Ctx,
     ) -> Result<(), WazuhError> {
+        Metrics::global().dapi_request();
         if self.dapi.queue.len() >= QUEUE_MAX {
+            Metrics::global().dapi_failure(FailureReason::QueueFull);
             return Err(WazuhError::with_extra(
                 3000,
                 format!(
@@ -461,6 +471,7 @@ impl Master {
         let (request, execution) = match checked(payload) {
             Ok(checked) => checked,
             Err(refusal) => {
+                Metrics::global().dapi_failure(FailureReason::Refused);
                 clog_error!(
                     "Master",
                     "D API",
@@ -493,6 +504,7 @@ impl Master {
             },
         );
         self.dapi.queue.push_back(id);
+        Metrics::global().queue_depth(crate::metrics::Queue::Dapi, self.dapi.queue.len());
         self.dapi_dispatch(ctx);
         Ok(())
     }
@@ -502,6 +514,7 @@ impl Master {
             let Some(id) = self.dapi.queue.pop_front() else {
                 return;
             };
+            Metrics::global().queue_depth(crate::metrics::Queue::Dapi, self.dapi.queue.len());
             if let Some(task) = self.dapi.tasks.get_mut(&id) {
                 task.started = true;
                 self.dapi.running += 1;

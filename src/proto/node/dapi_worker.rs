@@ -18,6 +18,7 @@ use super::local::LocalDelivery;
 use super::relay_table::RelayTable;
 use super::worker::{Link, Worker};
 use super::{ConnId, Ctx, Purpose};
+use crate::metrics::{FailureReason, Metrics};
 use crate::proto::command::Command;
 use crate::proto::dapi::job::{QUEUE_MAX, RUNNING_MAX};
 use crate::proto::dapi::{DapiJob, DapiOutcome, Execution, RequestType};
@@ -56,9 +57,11 @@ impl Worker {
         ctx: &mut Ctx,
     ) -> (&'static str, Vec<u8>) {
         let tag = Self::tag(ctx.settings);
+        Metrics::global().dapi_request();
         let (request, execution) = match checked(payload) {
             Ok(checked) => checked,
             Err(refusal) => {
+                Metrics::global().dapi_failure(FailureReason::Refused);
                 clog_error!(
                     tag,
                     "D API",
@@ -91,6 +94,7 @@ impl Worker {
             };
         }
         if self.dapi.relayed.total >= QUEUE_MAX {
+            Metrics::global().dapi_failure(FailureReason::QueueFull);
             let e = WazuhError::with_extra(
                 3018,
                 format!("{QUEUE_MAX} API requests already wait for the master; try again later"),
@@ -99,6 +103,7 @@ impl Worker {
         }
         let timeout = ctx.settings.timers.timeout_cluster_request;
         let Some((_, peer)) = self.connected_peer() else {
+            Metrics::global().dapi_failure(FailureReason::Refused);
             return ("err", WazuhError::new(3023).to_payload());
         };
         let mut body = client.to_string().into_bytes();
@@ -135,6 +140,9 @@ impl Worker {
             return Some(("err", e.to_payload()));
         };
         let tag = Self::tag(ctx.settings);
+        if matches!(command, Command::Dapi) {
+            Metrics::global().dapi_request();
+        }
         Some(match command {
             Command::Dapi => match checked(rest) {
                 Ok((request, execution)) => {
@@ -155,6 +163,7 @@ impl Worker {
                     }
                 }
                 Err(refusal) => {
+                    Metrics::global().dapi_failure(FailureReason::Refused);
                     clog_error!(
                         tag,
                         "D API",
@@ -261,6 +270,7 @@ impl Worker {
             return;
         };
         for local in self.dapi.relayed.expired(limit) {
+            Metrics::global().dapi_failure(FailureReason::Timeout);
             self.deliveries.push(LocalDelivery::request(
                 local,
                 "dapi_err",
@@ -277,6 +287,7 @@ impl Worker {
             "the connection to the master ended before it answered",
         );
         for local in self.dapi.relayed.drain() {
+            Metrics::global().dapi_failure(FailureReason::PeerLost);
             self.deliveries.push(LocalDelivery::request(
                 local,
                 "dapi_err",
@@ -306,6 +317,7 @@ impl Worker {
         ctx: &mut Ctx,
     ) -> Result<(), WazuhError> {
         if self.dapi.queue.len() >= QUEUE_MAX {
+            Metrics::global().dapi_failure(FailureReason::QueueFull);
             return Err(WazuhError::with_extra(
                 3000,
                 format!(
@@ -321,6 +333,7 @@ impl Worker {
             }
         }
         self.dapi.queue.push_back((to, request, execution));
+        Metrics::global().queue_depth(crate::metrics::Queue::Dapi, self.dapi.queue.len());
         self.dapi_dispatch(ctx);
         Ok(())
     }
@@ -330,6 +343,7 @@ impl Worker {
             let Some((to, request, execution)) = self.dapi.queue.pop_front() else {
                 return;
             };
+            Metrics::global().queue_depth(crate::metrics::Queue::Dapi, self.dapi.queue.len());
             let job = ctx.job(Job::Dapi(DapiJob::Run { request, execution }));
             self.dapi.runs.insert(job, to);
         }

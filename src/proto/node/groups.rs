@@ -220,6 +220,11 @@ impl Worker {
                 if let Some(matches) = checksum_matches {
                     self.groups_checksum(*matches, ctx);
                 }
+                crate::metrics::Metrics::global().round(
+                    crate::metrics::Task::AgentGroups,
+                    &ctx.settings.node_name,
+                    took,
+                );
                 clog_info!(
                     tag,
                     subtag,

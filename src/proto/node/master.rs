@@ -20,6 +20,7 @@ use super::reasons::{master_side, valid_node_name};
 use super::sendsync::MasterSendSync;
 use super::strings_out::StringSends;
 use super::{flush_conn, silent_peers, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
+use crate::metrics::{Metrics, RefuseReason};
 use crate::proto::command::Command;
 use crate::proto::connection::{ConnError, Event};
 use crate::proto::jobs::JobId;
@@ -119,6 +120,7 @@ impl Master {
                 "Too many connections from {ip} ({}), rejecting.",
                 from_ip + 1
             );
+            Metrics::global().connection_refused(RefuseReason::PerIpLimit);
             return false;
         }
         let peer = WorkerPeer {
@@ -145,6 +147,12 @@ impl Master {
         };
         let mut events = Vec::new();
         if let Err(e) = peer.conn.receive(bytes, ctx.now.mono, &mut events) {
+            if !peer.accepted {
+                Metrics::global().connection_refused(match e {
+                    ConnError::Decrypt(_) => RefuseReason::BadKey,
+                    _ => RefuseReason::Protocol,
+                });
+            }
             match e {
                 ConnError::Decrypt(_) => clog_error!(
                     peer.tag(),
@@ -218,6 +226,9 @@ impl Master {
                 if let Some(peer) = self.workers.get_mut(&conn) {
                     peer.last_keepalive = ctx.now.mono;
                     peer.last_keepalive_wall = ctx.now.wall;
+                    if peer.accepted {
+                        Metrics::global().keepalive(peer.name());
+                    }
                 }
                 ("ok-m ", payload)
             }
@@ -259,6 +270,7 @@ impl Master {
         };
         let result = match &outcome {
             Ok(name) => {
+                Metrics::global().node_connected(name);
                 clog_info!(
                     peer.tag(),
                     "Main",
@@ -276,6 +288,13 @@ impl Master {
                     .reply(counter, "ok", format!("Client {name} added").as_bytes())
             }
             Err(e) => {
+                Metrics::global().connection_refused(match e.code {
+                    3028 => RefuseReason::NameInUse,
+                    3029 | 3060 => RefuseReason::BadName,
+                    3030 => RefuseReason::OtherCluster,
+                    3031 => RefuseReason::OtherVersion,
+                    _ => RefuseReason::Protocol,
+                });
                 clog_warn!(
                     peer.tag(),
                     "Main",
@@ -402,6 +421,7 @@ impl Master {
         self.agents_closed(conn, ctx);
         self.file_sends.peer_closed(conn, &mut self.deliveries);
         if peer.accepted {
+            Metrics::global().node_disconnected(peer.name());
             clog_info!(peer.tag(), "Main", "Cancelling pending tasks.");
             peer.sync.abandon(ctx);
         } else {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::master::{Master, WorkerPeer};
 use super::{ConnId, Ctx, Output, Purpose};
 use crate::config::Dialect;
+use crate::metrics::{Metrics, Task};
 use crate::proto::command::Command;
 use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, Package, SyncCounts};
 use crate::proto::transfer::{OutgoingFile, Step};
@@ -339,12 +340,9 @@ impl Master {
                     .map(|s| s.started)
                     .or(peer.sync.check_started)
                     .unwrap_or(ctx.now.mono);
-                clog_info!(
-                    tag,
-                    "Integrity sync",
-                    "Finished in {}s.",
-                    secs(ctx.now.mono.saturating_duration_since(started))
-                );
+                let took = ctx.now.mono.saturating_duration_since(started);
+                Metrics::global().round(Task::IntegritySync, peer.name(), took);
+                clog_info!(tag, "Integrity sync", "Finished in {}s.", secs(took));
                 peer.sync.health.sync_end = Some(ctx.now.wall);
                 peer.sync.release();
             }
@@ -373,6 +371,7 @@ impl Master {
                     secs(ctx.now.mono.saturating_duration_since(started))
                 );
                 self.local.ready = true;
+                Metrics::global().set_ready(true, "");
             }
             Ok(_) => {}
             Err(e) => clog_error!(
@@ -403,6 +402,7 @@ impl Master {
         });
         let timeout = ctx.settings.timers.timeout_cluster_request;
         peer.sync.health.check_end = Some(ctx.now.wall);
+        Metrics::global().round(Task::IntegrityCheck, peer.name(), took);
         if counts.in_sync() {
             clog_info!(
                 tag,
@@ -541,6 +541,7 @@ impl Master {
             return;
         };
         let tag = peer.tag();
+        let node = peer.name().to_string();
         let Some(send) = peer.sync.send.as_mut() else {
             return;
         };
@@ -580,6 +581,11 @@ impl Master {
                     timeout,
                 );
                 adapt_zip_limit(&mut peer.sync.zip_limit, cancelled, sent, took, ctx);
+                if !cancelled {
+                    let counts = &peer.sync.health.counts;
+                    let files = (counts.missing + counts.shared) as u64;
+                    Metrics::global().files_sent(&node, files, sent);
+                }
                 ctx.job(Job::Remove { rel });
                 if peer.sync.extra_valid_deadline.is_some() {
                     // 4.3: the sync ends when the worker's extra-valid files are in.
@@ -587,12 +593,9 @@ impl Master {
                     return;
                 }
                 let started = peer.sync.check_started.unwrap_or(send.started);
-                clog_info!(
-                    peer.tag(),
-                    "Integrity sync",
-                    "Finished in {}s.",
-                    secs(ctx.now.mono.saturating_duration_since(started))
-                );
+                let took = ctx.now.mono.saturating_duration_since(started);
+                Metrics::global().round(Task::IntegritySync, peer.name(), took);
+                clog_info!(peer.tag(), "Integrity sync", "Finished in {}s.", secs(took));
                 peer.sync.health.sync_end = Some(ctx.now.wall);
                 peer.sync.release();
             }

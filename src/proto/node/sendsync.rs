@@ -19,6 +19,7 @@ use super::master::Master;
 use super::strings_out::Then;
 use super::worker::Worker;
 use super::{ConnId, Ctx, Node, Now, Purpose, Role};
+use crate::metrics::{FailureReason, Metrics};
 use crate::proto::agent_jobs::{SENDSYNC_BATCH_MAX, SENDSYNC_REQUEST_BYTES_MAX};
 use crate::proto::command::Command;
 use crate::proto::jobs::{AgentJob, AgentOutcome, Job, JobId, JobOutcome, JobResult};
@@ -123,6 +124,7 @@ impl Worker {
             ),
         );
         for local in expired {
+            Metrics::global().sendsync_failure(FailureReason::Timeout);
             self.deliveries.push(local_error(local, &error));
         }
     }
@@ -135,6 +137,7 @@ impl Worker {
             "the connection to the master ended before it answered",
         );
         for local in lost {
+            Metrics::global().sendsync_failure(FailureReason::PeerLost);
             self.deliveries.push(local_error(local, &error));
         }
     }
@@ -251,8 +254,10 @@ impl Worker {
         request: &[u8],
         ctx: &mut Ctx,
     ) -> Result<(), WazuhError> {
+        Metrics::global().sendsync_request();
         check_size(request).map_err(|e| e.in_dialect(ctx.settings.sync.dialect))?;
         if self.sendsync.total >= WORKER_WAITING_MAX {
+            Metrics::global().sendsync_failure(FailureReason::QueueFull);
             return Err(WazuhError::with_extra(
                 3018,
                 format!("{WORKER_WAITING_MAX} sendsync requests already wait for the master; try again later"),
@@ -260,6 +265,7 @@ impl Worker {
         }
         let timeout = ctx.settings.timers.timeout_cluster_request;
         let Some((_, peer)) = self.connected_peer() else {
+            Metrics::global().sendsync_failure(FailureReason::Refused);
             return Err(WazuhError::new(3023));
         };
         let mut body = Vec::with_capacity(request.len() + 8);
@@ -328,9 +334,11 @@ impl Master {
         request: Bytes,
         ctx: &mut Ctx,
     ) -> Result<(), WazuhError> {
+        Metrics::global().sendsync_request();
         check_size(&request).map_err(|e| e.in_dialect(ctx.settings.sync.dialect))?;
         let state = &mut self.sendsync;
         if state.queue.len() >= QUEUE_MAX {
+            Metrics::global().sendsync_failure(FailureReason::QueueFull);
             return Err(WazuhError::with_extra(
                 3000,
                 format!("the SendSync requests queue is full ({QUEUE_MAX} requests wait); try again later"),
@@ -357,6 +365,7 @@ impl Master {
             "Receiving SendSync request from {from}"
         );
         state.queue.push_back(Queued { origin, request });
+        Metrics::global().queue_depth(crate::metrics::Queue::Sendsync, state.queue.len());
         self.sendsync_dispatch(ctx);
         Ok(())
     }
@@ -370,6 +379,7 @@ impl Master {
         }
         let n = state.queue.len().min(SENDSYNC_BATCH_MAX);
         let requests: Vec<Queued> = state.queue.drain(..n).collect();
+        Metrics::global().queue_depth(crate::metrics::Queue::Sendsync, state.queue.len());
         let job = ctx.job(Job::Agents(AgentJob::SendSync {
             requests: requests.iter().map(|q| q.request.clone()).collect(),
         }));

@@ -15,10 +15,14 @@ use super::ruleset::ReloadFlag;
 use super::strings_out::StringSends;
 use super::worker_sync::WorkerSync;
 use super::{flush_conn, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
+use crate::metrics::Metrics;
 use crate::proto::command::Command;
 use crate::proto::connection::Event;
 use crate::proto::wazuh_error::WazuhError;
 use crate::{clog_debug, clog_error, clog_info};
+
+/// The `node` label a worker's metrics give its master.
+pub(super) const MASTER_LABEL: &str = "master";
 
 /// Where the link to the master stands; each state names what it waits for.
 pub(super) enum Link {
@@ -102,6 +106,10 @@ impl Worker {
         );
         self.sync.reset(ctx);
         self.agents_reset(ctx);
+        if matches!(old, Link::Connected { .. }) {
+            Metrics::global().node_disconnected(MASTER_LABEL);
+        }
+        Metrics::global().set_ready(false, "not connected to the master");
         let mut failed = Vec::new();
         if let Link::AwaitHelloReply { mut peer, .. } | Link::Connected { mut peer, .. } = old {
             for purpose in peer.abandon_requests() {
@@ -193,6 +201,9 @@ impl Worker {
                 } => {
                     if command == Command::Ok {
                         clog_info!(tag, "Main", "Successfully connected to master.");
+                        Metrics::global().node_connected(MASTER_LABEL);
+                        Metrics::global()
+                            .set_ready(false, "connected; waiting for the first integrity sync");
                         ctx.outputs.push(Output::CreateDir {
                             rel: format!("queue/cluster/{}", ctx.settings.node_name),
                         });
@@ -231,6 +242,7 @@ impl Worker {
                     payload,
                 } => {
                     if command == Command::OkM {
+                        Metrics::global().keepalive(MASTER_LABEL);
                         clog_info!(
                             tag,
                             "Keep Alive",

@@ -9,6 +9,7 @@ use super::master_sync::package_name;
 use super::worker::Worker;
 use super::{Ctx, Purpose};
 use crate::config::Dialect;
+use crate::metrics::{Metrics, Task};
 use crate::proto::command::Command;
 use crate::proto::jobs::{Job, JobId, JobOutcome, JobResult, Package};
 use crate::proto::transfer::{OutgoingFile, Step};
@@ -353,6 +354,12 @@ impl Worker {
         Vec::new()
     }
 
+    /// An integrity check answered: its round, from the metadata package to the master's verdict.
+    fn observe_check(&self, ctx: &Ctx) {
+        let took = ctx.now.mono.saturating_duration_since(self.sync.started);
+        Metrics::global().round(Task::IntegrityCheck, &ctx.settings.node_name, took);
+    }
+
     /// Sync requests from the master; `None` when `command` is not one.
     pub(super) fn sync_request(
         &mut self,
@@ -369,6 +376,8 @@ impl Worker {
                     "Integrity check",
                     "Finished in {took}s. Sync not required."
                 );
+                self.observe_check(ctx);
+                Metrics::global().set_ready(true, "");
                 self.reload_after_integrity(ctx);
                 self.sync.idle(ctx);
                 ("ok", b"Thanks".to_vec())
@@ -379,6 +388,7 @@ impl Worker {
                     "Integrity check",
                     "Finished in {took}s. Sync required."
                 );
+                self.observe_check(ctx);
                 let task_id = ctx.uuid();
                 self.sync.state = SyncState::Receiving {
                     task_id: task_id.clone(),
@@ -524,6 +534,12 @@ impl Worker {
                 .saturating_duration_since(self.sync.sync_started),
         );
         clog_info!(tag, "Integrity sync", "Finished in {took}s.");
+        let applied = ctx
+            .now
+            .mono
+            .saturating_duration_since(self.sync.sync_started);
+        Metrics::global().round(Task::IntegritySync, &ctx.settings.node_name, applied);
+        Metrics::global().set_ready(true, "");
         match outcome {
             Some(package) => {
                 self.sync.state = SyncState::AwaitTaskId {

@@ -198,6 +198,13 @@ impl Master {
             end: Some(ctx.now.wall),
             synced_chunks: updated_chunks,
         };
+        if let Some(peer) = self.workers.get(&conn) {
+            crate::metrics::Metrics::global().round(
+                crate::metrics::Task::AgentInfo,
+                peer.name(),
+                ctx.now.mono.saturating_duration_since(started),
+            );
+        }
         clog_info!(
             tag,
             SUBTAG,

@@ -756,6 +756,13 @@ impl Master {
                     .unwrap_or_default()
             }
         };
+        if let Some(peer) = self.workers.get(&conn) {
+            crate::metrics::Metrics::global().round(
+                crate::metrics::Task::AgentGroups,
+                peer.name(),
+                took,
+            );
+        }
         let line = format!(
             "Finished in {}s. Updated {} chunks.",
             secs(took),
