@@ -86,6 +86,11 @@ pub struct Settings {
     /// Where the metrics and health endpoint listens; `None`: no endpoint (the default). A bare
     /// port in the file means that port on loopback.
     pub metrics_listen: Option<SocketAddr>,
+    /// Bytes one peer's files may take in `queue/cluster/` while they are received and before a
+    /// task takes them (stock nodes have no such limit; the default fits the largest package).
+    pub peer_scratch_bytes_max: u64,
+    /// File transfers one peer may hold at once (open, or finished and not yet referenced).
+    pub peer_transfers_max: usize,
 }
 
 impl Default for Settings {
@@ -101,6 +106,8 @@ impl Default for Settings {
             user: "wazuh".to_string(),
             group: "wazuh".to_string(),
             metrics_listen: None,
+            peer_scratch_bytes_max: 2 << 30,
+            peer_transfers_max: 16,
         }
     }
 }
@@ -126,6 +133,8 @@ struct SettingsFile {
     user: Option<String>,
     group: Option<String>,
     metrics_listen: Option<MetricsListen>,
+    peer_scratch_bytes_max: Option<u64>,
+    peer_transfers_max: Option<usize>,
 }
 
 /// `metrics_listen`: `"127.0.0.1:9790"`, `"[::1]:9790"`, or a port alone (`9790` or `"9790"`).
@@ -198,6 +207,12 @@ impl Settings {
                 }
                 None => None,
             },
+            peer_scratch_bytes_max: file
+                .peer_scratch_bytes_max
+                .unwrap_or(defaults.peer_scratch_bytes_max),
+            peer_transfers_max: file
+                .peer_transfers_max
+                .unwrap_or(defaults.peer_transfers_max),
         };
         for (key, name) in [("user", &settings.user), ("group", &settings.group)] {
             if name.is_empty() || name.len() > 64 || name.contains(['\0', ':', '/']) {
@@ -211,6 +226,13 @@ impl Settings {
             return Err(ConfigError::Settings {
                 path: path.to_path_buf(),
                 message: "framework_helpers must be between 1 and 64".to_string(),
+            });
+        }
+        if settings.peer_transfers_max == 0 || settings.peer_scratch_bytes_max == 0 {
+            return Err(ConfigError::Settings {
+                path: path.to_path_buf(),
+                message: "peer_transfers_max and peer_scratch_bytes_max must be at least 1"
+                    .to_string(),
             });
         }
         if settings.connections_per_ip_max == 0 {
@@ -286,6 +308,8 @@ mod tests {
                 user: "wazuh".to_string(),
                 group: "wazuh".to_string(),
                 metrics_listen: None,
+                peer_scratch_bytes_max: 2 << 30,
+                peer_transfers_max: 16,
             }
         );
         let zero = write(&dir, "connections_per_ip_max = 0\n");

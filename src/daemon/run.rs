@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError, IoDriverChoice, SettingsOverrides};
 use crate::pool::framework::{Framework, FrameworkConfig};
 use crate::pool::{AgentEnv, ApplyPolicy, DaemonForwarder, DapiEnv, PoolRunner, SyncEnv};
 use crate::proto::connection::ConnLimits;
+use crate::proto::files::FileLimits;
 use crate::proto::node::{AgentSettings, Node, NodeSettings, Now, SyncSettings, Timers};
 use crate::store::{Backend, DaemonRouter, ManagerRow, Registrar};
 use crate::transport::driver::{build_runtime, choose, DriverChoice, DriverError};
@@ -124,7 +125,14 @@ fn node_settings(config: &Config, io_driver: &str) -> NodeSettings {
         },
         connections_per_ip_max: config.settings.connections_per_ip_max,
         distributed_api: config.cluster_json.distributed_api_enabled,
-        limits: ConnLimits::default(),
+        limits: ConnLimits {
+            files: FileLimits {
+                transfers_max: config.settings.peer_transfers_max,
+                held_bytes_max: config.settings.peer_scratch_bytes_max,
+                ..FileLimits::default()
+            },
+            ..ConnLimits::default()
+        },
     }
 }
 

@@ -6,6 +6,7 @@ mod daemon;
 mod home;
 pub mod scrape;
 mod scripted_peer;
+pub mod wdb_standin;
 
 pub use daemon::{sibling_binary, Daemon};
 pub use home::{free_port, NodeSpec, DEMO_KEY};

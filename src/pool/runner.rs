@@ -217,9 +217,6 @@ fn run(shared: &Shared, job: Job) -> Result<JobOutcome, String> {
         Job::ExtraValid { worker, rel } => jobs::extra_valid::receive(shared, &worker, &rel),
         Job::Agents(_) => Err("agent jobs run on the agent threads".into()),
         Job::Dapi(_) => Err("distributed-API jobs run on their own threads".into()),
-        Job::Remove { rel } => {
-            jobs::files::remove_transfer(&shared.env.home, &rel).map(|()| JobOutcome::Removed)
-        }
         Job::LocalFile { path } => jobs::files::local_file(&shared.env.home, &path)
             .map(|(rel, bytes)| JobOutcome::LocalFile { rel, bytes }),
         Job::RulesetHashes => jobs::ruleset::hashes(shared).map(JobOutcome::RulesetHashes),

@@ -13,7 +13,7 @@ use super::command::Command;
 use super::crypto::{Cipher, CryptoError};
 use super::decoder::{DecodeError, DecodeLimits, Decoder};
 use super::encoder::encode_message;
-use super::files::{FileError, FileLimits, FileWrite, IncomingFiles};
+use super::files::{FileError, FileLimits, FileOp, IncomingFiles};
 use super::frame::{CommandNameError, REQUEST_CHUNK_BYTES};
 use super::requests::{Match, Requests, TooManyRequests};
 use super::strings::{StringError, StringLimits, Strings};
@@ -128,7 +128,9 @@ impl<P> Connection<P> {
                     payload,
                 }),
                 Match::Late => {}
-                Match::NotOurs => self.handle_generic(message.counter, command, payload, events)?,
+                Match::NotOurs => {
+                    self.handle_generic(message.counter, command, payload, now, events)?
+                }
             }
         }
         Ok(())
@@ -139,6 +141,7 @@ impl<P> Connection<P> {
         counter: u32,
         command: Command,
         payload: Vec<u8>,
+        now: Instant,
         events: &mut Vec<Event<P>>,
     ) -> Result<(), ConnError> {
         match command {
@@ -164,16 +167,18 @@ impl<P> Connection<P> {
                 Ok(None) => self.reply(counter, "ok", b"None"),
                 Err(e) => self.refuse(counter, e),
             },
-            Command::NewFile => match self.files.open(&payload) {
+            Command::NewFile => match self.files.open(&payload, now) {
                 Ok(()) => self.reply(counter, "ok ", b"Ready to receive new file"),
                 Err(e) => self.file_refused(counter, e),
             },
-            Command::FileUpd => {
-                self.file_reply(counter, |files| files.update(&payload), b"File updated")
-            }
+            Command::FileUpd => self.file_reply(
+                counter,
+                |files| files.update(&payload, now),
+                b"File updated",
+            ),
             Command::FileEnd => self.file_reply(
                 counter,
-                |files| files.end(&payload),
+                |files| files.end(&payload, now),
                 b"File received correctly",
             ),
             Command::CancelTask => {
@@ -289,9 +294,30 @@ impl<P> Connection<P> {
         self.files.confine_to(prefix);
     }
 
-    /// File bytes received and waiting to be written, in order.
-    pub fn take_file_writes(&mut self) -> Vec<FileWrite> {
-        self.files.take_writes()
+    /// Accept no file until [`Connection::confine_received_files`] (a peer before its hello).
+    pub fn refuse_received_files(&mut self) {
+        self.files.refuse_all();
+    }
+
+    /// Received file bytes to write and files to delete, in order.
+    pub fn take_file_ops(&mut self) -> Vec<FileOp> {
+        self.files.take_ops()
+    }
+
+    /// Deletes received files idle or unreferenced for longer than `max_age`; their paths.
+    pub fn expire_received_files(&mut self, now: Instant, max_age: Duration) -> Vec<String> {
+        self.files.expire(now, max_age)
+    }
+
+    /// The connection is over: every received file no task took is deleted (see
+    /// [`Connection::take_file_ops`]).
+    pub fn release_received_files(&mut self) {
+        self.files.release_all();
+    }
+
+    /// Received files held now (open, or finished and not yet referenced).
+    pub fn received_files_held(&self) -> usize {
+        self.files.held()
     }
 
     /// Writing a received file failed: its `file_end` will be answered with the error.

@@ -35,8 +35,6 @@ pub enum Job {
     },
     /// Master (4.3): open a worker's extra-valid package at `rel` and unmerge its files.
     ExtraValid { worker: String, rel: String },
-    /// Delete a transfer file and its unpack directory (a failed or abandoned transfer).
-    Remove { rel: String },
     /// Agent-database and daemon work.
     Agents(AgentJob),
     /// Distributed-API work (PROTOCOL.md §4.5).
@@ -123,7 +121,6 @@ pub enum JobOutcome {
         updated: usize,
         errors: Vec<String>,
     },
-    Removed,
     Agents(AgentOutcome),
     Dapi(DapiOutcome),
     /// Relative path → digest of each custom ruleset file.

@@ -12,6 +12,7 @@ pub mod files;
 pub mod frame;
 pub mod jobs;
 pub mod node;
+pub mod quote;
 pub mod requests;
 pub mod strings;
 pub mod transfer;

@@ -155,6 +155,7 @@ mod tests {
         cancel_after_chunks: Option<usize>,
     ) -> (Vec<u8>, Result<(), crate::proto::files::FileError>) {
         let mut receiver = IncomingFiles::new(Default::default());
+        let now = std::time::Instant::now();
         let (mut sender, mut step) =
             OutgoingFile::start("queue/cluster/w1/p.zip", content.len() as u64);
         let mut chunks = 0;
@@ -163,12 +164,12 @@ mod tests {
             step = match step {
                 Step::Request { command, payload } => {
                     match command {
-                        "new_file" => receiver.open(&payload).unwrap(),
+                        "new_file" => receiver.open(&payload, now).unwrap(),
                         "file_upd" => {
                             chunks += 1;
-                            receiver.update(&payload).unwrap()
+                            receiver.update(&payload, now).unwrap()
                         }
-                        _ => end_result = receiver.end(&payload),
+                        _ => end_result = receiver.end(&payload, now),
                     }
                     sender.replied(cancel_after_chunks == Some(chunks))
                 }
@@ -179,9 +180,12 @@ mod tests {
             };
         }
         let written: Vec<u8> = receiver
-            .take_writes()
+            .take_ops()
             .into_iter()
-            .flat_map(|w| w.data)
+            .flat_map(|op| match op {
+                crate::proto::files::FileOp::Write(w) => w.data,
+                crate::proto::files::FileOp::Remove { .. } => Vec::new(),
+            })
             .collect();
         (written, end_result)
     }

@@ -153,7 +153,8 @@ impl std::fmt::Display for WazuhError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Error {} - {}", self.code, self.message())?;
         if let Some(extra) = &self.extra {
-            write!(f, ": {extra}")?;
+            // A peer's text: only its start goes into a log line.
+            write!(f, ": {}", super::quote::quote(extra))?;
         }
         Ok(())
     }

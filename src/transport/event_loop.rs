@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 
 use crate::proto::jobs::{JobId, JobResult, JobRunner};
 use crate::proto::node::{ConnId, Node, Now, Output};
+use crate::proto::quote::quote;
 use crate::{clog_debug, clog_error, clog_info, clog_warn};
 
 /// How often time is fed to the engine.
@@ -147,7 +148,8 @@ impl EventLoop {
             }
             Output::WriteFile { conn, write } => {
                 if let Err(e) = write_received(&self.home, &write) {
-                    clog_error!(self.tag, "Main", "Could not write {}: {e}", write.rel);
+                    let shown = quote(&write.rel);
+                    clog_error!(self.tag, "Main", "Could not write {shown}: {e}");
                     self.node
                         .borrow_mut()
                         .file_write_failed(conn, &write.rel, &e.to_string());
@@ -170,6 +172,17 @@ impl EventLoop {
                 self.node
                     .borrow_mut()
                     .chunk_read(conn, reader, data, Now::system());
+            }
+            Output::RemoveFile { rel } => {
+                if let Err(e) = remove_scratch(&self.home, &rel) {
+                    let shown = quote(&rel);
+                    clog_error!(self.tag, "Main", "Could not remove {shown}: {e}");
+                }
+            }
+            Output::RemoveEmptyDir { rel } => {
+                if let Err(e) = remove_empty_dir(&self.home, &rel) {
+                    clog_debug!(self.tag, "Main", "Kept {}: {e}", quote(&rel));
+                }
             }
             Output::CreateDir { rel } => {
                 let path = self.home.join(&rel);
@@ -353,6 +366,32 @@ fn read_chunk(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> 
 /// created (the per-peer directory exists from `hello` on).
 // Writes are small (at most one frame's worth) and sequential; they move to the worker pool with the
 // integrity sync.
+/// Deletes a scratch file the engine released; only below `queue/cluster/`, a missing one is fine.
+fn remove_scratch(home: &Path, rel: &str) -> std::io::Result<()> {
+    ignore_missing(std::fs::remove_file(scratch_path(home, rel)?))
+}
+
+/// Deletes a peer's scratch directory if nothing is left in it (a job of the gone connection may
+/// still be finishing there; its files go when it ends).
+fn remove_empty_dir(home: &Path, rel: &str) -> std::io::Result<()> {
+    ignore_missing(std::fs::remove_dir(scratch_path(home, rel)?))
+}
+
+fn scratch_path(home: &Path, rel: &str) -> std::io::Result<std::path::PathBuf> {
+    let inside = rel.strip_prefix(crate::proto::files::RECEIVE_DIR);
+    if inside.is_none_or(|p| p.is_empty() || p.split('/').any(|c| c.is_empty() || c == "..")) {
+        return Err(std::io::Error::other("not a path below queue/cluster/"));
+    }
+    Ok(home.join(rel))
+}
+
+fn ignore_missing(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn write_received(home: &Path, write: &crate::proto::files::FileWrite) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

@@ -9,6 +9,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::proto::quote::quote;
+
 /// Largest request accepted (the API sends a few KiB; agent lists of 100,000 ids stay below).
 pub const REQUEST_BYTES_MAX: usize = 16 << 20;
 
@@ -221,7 +223,7 @@ fn callable_field(
         .and_then(|f| f.get("__callable__"))
         .and_then(Value::as_object)
         .and_then(field)
-        .map_or_else(|| "unknown".into(), |s| s.chars().take(128).collect())
+        .map_or_else(|| "unknown".into(), |s| quote(&s))
 }
 
 fn check_markers(value: &Value, at: &str) -> Result<(), Refusal> {
@@ -273,14 +275,15 @@ fn callable(f: &Value) -> Result<Callable, Refusal> {
         if !dotted.split('.').all(identifier) {
             return Err(Refusal::BadCallable(format!(
                 "{what} '{}' is not a dotted Python name",
-                dotted.chars().take(128).collect::<String>()
+                quote(dotted)
             )));
         }
     }
     if !identifier(&name) || qualname.rsplit('.').next() != Some(name.as_str()) {
         return Err(Refusal::BadCallable(format!(
-            "name '{}' does not end qualname '{qualname}'",
-            name.chars().take(128).collect::<String>()
+            "name '{}' does not end qualname '{}'",
+            quote(&name),
+            quote(&qualname)
         )));
     }
     if let Some(wazuh) = fields.get("__wazuh__") {

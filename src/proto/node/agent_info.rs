@@ -172,7 +172,7 @@ impl Worker {
                     tag,
                     SUBTAG,
                     "There was an error while processing agent-info on the {peer}: {}",
-                    String::from_utf8_lossy(payload)
+                    quote_bytes(payload)
                 );
                 if in_round {
                     self.agent_info_end(ctx);
@@ -196,7 +196,7 @@ impl Worker {
                 tag,
                 SUBTAG,
                 "Error synchronizing agent info: the master's result is not valid: {}",
-                String::from_utf8_lossy(payload)
+                quote_bytes(payload)
             );
             if in_round {
                 self.agent_info_end(ctx);
@@ -233,7 +233,11 @@ impl Worker {
             );
         }
         if in_round {
-            self.agent_info.unsent = None;
+            // Chunks the master could not store are sent again with the next round's changes
+            // (a newer record of the same agent replaces its older one).
+            if errors.is_empty() {
+                self.agent_info.unsent = None;
+            }
             self.agent_info_end(ctx);
         }
         ("ok", b"Thanks".to_vec())
@@ -419,10 +423,11 @@ fn reason(payload: &[u8]) -> String {
     if serde_json::from_slice::<Value>(payload).is_ok() {
         WazuhError::from_payload(payload).to_string()
     } else {
-        String::from_utf8_lossy(payload).into_owned()
+        quote_bytes(payload)
     }
 }
 
+use crate::proto::quote::quote_bytes;
 use crate::sync::pyjson::{repr_bytes, repr_list};
 
 mod master_side;

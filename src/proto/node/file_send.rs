@@ -340,6 +340,7 @@ impl Node {
             outputs: &mut self.outputs,
             ids: &mut self.ids,
             rng: &mut self.rng,
+            scratch: &mut self.scratch,
         };
         let mut deliveries = Vec::new();
         let result = match &mut self.role {

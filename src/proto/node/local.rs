@@ -141,7 +141,7 @@ impl Node {
                                 peer.tag(),
                                 "Main",
                                 "Could not send a result to the local client: {}",
-                                String::from_utf8_lossy(&failed.payload)
+                                crate::proto::quote::quote_bytes(&failed.payload)
                             );
                         }
                     }
@@ -302,6 +302,14 @@ impl Node {
                     }
                 }
             }
+        }
+    }
+
+    /// Local clients' received files that waited too long are deleted.
+    pub(super) fn expire_local_files(&mut self, now: Now) {
+        for peer in self.locals.values_mut() {
+            let tag = peer.tag();
+            super::expire_received(&mut peer.conn, &tag, &self.settings, now);
         }
     }
 }

@@ -19,7 +19,10 @@ use super::master_sync::{LocalIntegrity, PeerSync};
 use super::reasons::{master_side, valid_node_name};
 use super::sendsync::MasterSendSync;
 use super::strings_out::StringSends;
-use super::{flush_conn, silent_peers, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
+use super::{
+    expire_received, flush_conn, silent_peers, ConnId, Ctx, NodeSettings, Now, Output, PeerConn,
+    Purpose,
+};
 use crate::metrics::{Metrics, RefuseReason};
 use crate::proto::command::Command;
 use crate::proto::connection::{ConnError, Event};
@@ -123,6 +126,9 @@ impl Master {
             Metrics::global().connection_refused(RefuseReason::PerIpLimit);
             return false;
         }
+        let mut conn = conn;
+        // A peer writes files only once its hello gave it a directory.
+        conn.refuse_received_files();
         let peer = WorkerPeer {
             conn,
             ip,
@@ -262,7 +268,10 @@ impl Master {
             [name, cluster, _node_type, version] => self.admit(conn, name, cluster, version, ctx),
             _ => Err(WazuhError::with_extra(
                 1000,
-                format!("hello needs 4 space-separated fields, got '{text}'"),
+                format!(
+                    "hello needs 4 space-separated fields, got '{}'",
+                    crate::proto::quote::quote(&text)
+                ),
             )),
         };
         let Some(peer) = self.workers.get_mut(&conn) else {
@@ -409,9 +418,19 @@ impl Master {
 
     /// Forgets a connection, frees its name if it held it, and abandons its sync tasks.
     fn remove_peer(&mut self, conn: ConnId, ctx: &mut Ctx) {
-        let Some(peer) = self.workers.remove(&conn) else {
+        let Some(mut peer) = self.workers.remove(&conn) else {
             return;
         };
+        // Nothing the worker sent or we built for it outlives the connection (PROTOCOL.md §4.1.9).
+        peer.conn.release_received_files();
+        flush_conn(ctx.outputs, conn, &mut peer.conn);
+        ctx.scratch.conn_closed(conn, ctx.outputs);
+        if let (true, Some(name)) = (peer.accepted, &peer.name) {
+            // Its next connection creates it again at hello.
+            ctx.outputs.push(Output::RemoveEmptyDir {
+                rel: format!("queue/cluster/{name}"),
+            });
+        }
         if let Some(name) = &peer.name {
             if self.names.get(name) == Some(&conn) {
                 self.names.remove(name);
@@ -423,7 +442,7 @@ impl Master {
         if peer.accepted {
             Metrics::global().node_disconnected(peer.name());
             clog_info!(peer.tag(), "Main", "Cancelling pending tasks.");
-            peer.sync.abandon(ctx);
+            peer.sync.abandon();
         } else {
             clog_debug!(
                 peer.tag(),
@@ -450,6 +469,8 @@ impl Master {
         let mut stale = Vec::new();
         let mut expired = Vec::new();
         for (id, peer) in self.workers.iter_mut() {
+            let tag = peer.tag();
+            expire_received(&mut peer.conn, &tag, ctx.settings, ctx.now);
             if peer.conn.payload_overdue(ctx.now.mono) {
                 clog_warn!(
                     peer.tag(),

@@ -107,13 +107,8 @@ impl PeerSync {
         self.extra_valid_deadline = None;
     }
 
-    /// The connection is gone: forget the tasks and delete the package we were sending.
-    pub(super) fn abandon(mut self, ctx: &mut Ctx) {
-        if let Some(send) = self.send.take() {
-            ctx.job(Job::Remove {
-                rel: send.package.rel,
-            });
-        }
+    /// The connection is gone: forget the tasks (the scratch ledger deletes their files).
+    pub(super) fn abandon(mut self) {
         self.release();
     }
 }
@@ -242,32 +237,44 @@ impl Master {
         let extra_valid = task.is_some_and(|t| t.extra_valid);
         peer.sync.receive = None;
         if peer.conn.take_received_file(&rel) != Some(true) {
-            let error = WazuhError::with_extra(3040, format!("{rel} did not arrive intact"));
+            let error = WazuhError::with_extra(
+                3040,
+                format!("{} did not arrive intact", crate::proto::quote::quote(&rel)),
+            );
             clog_error!(
                 peer.tag(),
                 "Integrity check",
                 "Error receiving the worker's file: {error}"
             );
+            // The receive table deleted it already (or never had it).
             peer.sync.release();
-            ctx.job(Job::Remove { rel });
             return (
                 "err",
                 error.in_dialect(ctx.settings.sync.dialect).to_payload(),
             );
         }
         let name = peer.name().to_string();
-        let job = if extra_valid {
-            Job::ExtraValid { worker: name, rel }
+        let id = if extra_valid {
+            let files = [rel.as_str()];
+            ctx.scratch_job(
+                Job::ExtraValid {
+                    worker: name,
+                    rel: rel.clone(),
+                },
+                conn,
+                &files,
+            )
         } else {
             let out_rel = package_name(&name, ctx);
-            Job::Compare {
+            let files = [rel.as_str(), out_rel.as_str()];
+            let job = Job::Compare {
                 worker: name,
-                rel,
-                out_rel,
+                rel: rel.clone(),
+                out_rel: out_rel.clone(),
                 zip_limit_bytes: peer.sync.zip_limit,
-            }
+            };
+            ctx.scratch_job(job, conn, &files)
         };
-        let id = ctx.job(job);
         peer.sync.comparing = Some(id);
         self.jobs.insert(id, conn);
         let _ = task_id;
@@ -446,6 +453,7 @@ impl Master {
             .request("syn_m_c", b"", Purpose::SyncTaskId, ctx.now.mono, timeout)
         {
             Ok(_) => {
+                ctx.hold_for_sending(&package.rel, conn);
                 peer.sync.send = Some(SendTask {
                     task_id: None,
                     package,
@@ -454,9 +462,9 @@ impl Master {
                 })
             }
             Err(e) => {
+                // Not taken: the ledger deletes the package when the job's result is handled.
                 clog_error!(tag, "Integrity sync", "Error sending zip file: {e}");
                 peer.sync.release();
-                ctx.job(Job::Remove { rel: package.rel });
             }
         }
     }
@@ -486,7 +494,7 @@ impl Master {
                 clog_error!(tag, "Integrity sync", "Error sending zip file: {error}");
                 let rel = send.package.rel.clone();
                 peer.sync.release();
-                ctx.job(Job::Remove { rel });
+                ctx.release(&rel);
                 return;
             }
             (
@@ -555,7 +563,7 @@ impl Master {
                     clog_error!(tag, "Integrity sync", "Error sending zip file: {e}");
                     let rel = send.package.rel.clone();
                     peer.sync.release();
-                    ctx.job(Job::Remove { rel });
+                    ctx.release(&rel);
                 }
             }
             Step::Read { offset, len } => {
@@ -586,7 +594,7 @@ impl Master {
                     let files = (counts.missing + counts.shared) as u64;
                     Metrics::global().files_sent(&node, files, sent);
                 }
-                ctx.job(Job::Remove { rel });
+                ctx.release(&rel);
                 if peer.sync.extra_valid_deadline.is_some() {
                     // 4.3: the sync ends when the worker's extra-valid files are in.
                     peer.sync.send = None;
@@ -668,9 +676,7 @@ fn abort_send(peer: &mut WorkerPeer, task: Option<&str>, error: &WazuhError, ctx
         timeout,
     );
     if let Some(send) = peer.sync.send.take() {
-        ctx.job(Job::Remove {
-            rel: send.package.rel,
-        });
+        ctx.release(&send.package.rel);
     }
     peer.sync.release();
 }

@@ -17,6 +17,7 @@ mod master_sync;
 mod reasons;
 mod relay_table;
 mod ruleset;
+mod scratch;
 mod sendsync;
 mod settings;
 mod strings_out;
@@ -35,10 +36,11 @@ pub use settings::{AgentSettings, NodeSettings, SyncSettings, Timers};
 
 use self::local::{LocalDelivery, LocalPeer};
 use self::master::Master;
+use self::scratch::{Holder, Scratch};
 use self::worker::Worker;
 use super::connection::{ConnLimits, Connection};
 use super::crypto::{Cipher, CryptoError};
-use super::files::FileWrite;
+use super::files::{FileOp, FileWrite};
 use super::jobs::{Job, JobId, JobResult};
 
 /// Identifies one connection of this node.
@@ -77,6 +79,11 @@ pub enum Output {
     CreateDir { rel: String },
     /// Write received file bytes; report a failure with `file_write_failed`.
     WriteFile { conn: ConnId, write: FileWrite },
+    /// Delete a scratch file below `queue/cluster/` (its transfer or task is over); a missing file
+    /// is fine. Ordered with the writes before it.
+    RemoveFile { rel: String },
+    /// Delete a peer's directory below `queue/cluster/` if it is empty (its connection is over).
+    RemoveEmptyDir { rel: String },
     /// Run a job on the worker pool; report with `job_done`.
     Job { id: JobId, job: Job },
     /// Read part of a file being sent on `conn`; report with `chunk_read`, passing `reader` back.
@@ -177,6 +184,8 @@ pub struct Node {
     stopping: bool,
     /// Local `get_hash` requests waiting for their job.
     hash_asks: ruleset::HashAsks,
+    /// Who holds each file of `queue/cluster/` this node's tasks use.
+    scratch: Scratch,
 }
 
 impl Node {
@@ -200,6 +209,7 @@ impl Node {
             next_keepalive_check,
             stopping: false,
             hash_asks: ruleset::HashAsks::default(),
+            scratch: Scratch::default(),
         })
     }
 
@@ -289,6 +299,7 @@ impl Node {
             outputs: &mut self.outputs,
             ids: &mut self.ids,
             rng: &mut self.rng,
+            scratch: &mut self.scratch,
         };
         let (deliveries, replies) = match &mut self.role {
             Role::Master(master) => {
@@ -326,7 +337,9 @@ impl Node {
         if self.stopping {
             return;
         }
-        if let Some(peer) = self.locals.remove(&conn) {
+        if let Some(mut peer) = self.locals.remove(&conn) {
+            peer.conn.release_received_files();
+            flush_conn(&mut self.outputs, conn, &mut peer.conn);
             peer.log_closed();
             self.sendsync_local_closed(conn, peer.client_id());
             return;
@@ -338,8 +351,13 @@ impl Node {
         );
     }
 
-    /// A job ran on the pool.
+    /// A job ran on the pool. Whatever scratch file it held that its flow did not take is deleted.
     pub fn job_done(&mut self, id: JobId, result: JobResult, now: Now) {
+        self.dispatch_job_result(id, result, now);
+        self.scratch.job_finished(id, &mut self.outputs);
+    }
+
+    fn dispatch_job_result(&mut self, id: JobId, result: JobResult, now: Now) {
         if self.hash_job_done(id, &result) {
             self.flush_all();
             return;
@@ -409,6 +427,7 @@ impl Node {
             self.with_role(now, |m, ctx| m.check_keepalives(ctx), |_, _| Vec::new());
         }
         self.expire_local_requests(now);
+        self.expire_local_files(now);
         self.file_send_tick(now);
         self.with_role(now, |m, ctx| m.tick(ctx), |w, ctx| w.tick(ctx));
         self.flush_all();
@@ -446,6 +465,7 @@ pub(super) struct Ctx<'a> {
     pub(super) outputs: &'a mut Vec<Output>,
     pub(super) ids: &'a mut Ids,
     pub(super) rng: &'a mut StdRng,
+    pub(super) scratch: &'a mut Scratch,
 }
 
 impl Ctx<'_> {
@@ -454,6 +474,26 @@ impl Ctx<'_> {
         let id = self.ids.next();
         self.outputs.push(Output::Job { id, job });
         id
+    }
+
+    /// Queues a job that uses scratch files of `conn` (`files`: what it opens or builds); they
+    /// are its until it ends.
+    pub(super) fn scratch_job(&mut self, job: Job, conn: ConnId, files: &[&str]) -> JobId {
+        let id = self.job(job);
+        for rel in files {
+            self.scratch.hold(rel, conn, Holder::Job(id));
+        }
+        id
+    }
+
+    /// A package of `conn` is kept to be sent (taken from the job that built it).
+    pub(super) fn hold_for_sending(&mut self, rel: &str, conn: ConnId) {
+        self.scratch.hold(rel, conn, Holder::Sending);
+    }
+
+    /// A scratch file's task is over: delete it.
+    pub(super) fn release(&mut self, rel: &str) {
+        self.scratch.release(rel, self.outputs);
     }
 
     /// A random UUID4 task id, as stock nodes use.
@@ -498,14 +538,31 @@ fn silent_peers<'a, T: 'a>(
         .collect()
 }
 
-/// Moves a connection's pending frames and received file bytes to the outputs.
+/// Moves a connection's pending frames and received-file operations to the outputs.
 fn flush_conn(outputs: &mut Vec<Output>, conn: ConnId, peer: &mut PeerConn) {
-    for write in peer.take_file_writes() {
-        outputs.push(Output::WriteFile { conn, write });
+    for op in peer.take_file_ops() {
+        outputs.push(match op {
+            FileOp::Write(write) => Output::WriteFile { conn, write },
+            FileOp::Remove { rel } => Output::RemoveFile { rel },
+        });
     }
     let frames = peer.take_outbox();
     if !frames.is_empty() {
         outputs.push(Output::Send { conn, frames });
+    }
+}
+
+/// Deletes a connection's received files that waited longer than `timeout_receiving_file` (open
+/// with no chunk since, or finished and never referenced), with a log line naming them.
+fn expire_received(peer: &mut PeerConn, tag: &str, settings: &NodeSettings, now: Now) {
+    let max_age = settings.sync.timeout_receiving_file;
+    for rel in peer.expire_received_files(now.mono, max_age) {
+        crate::clog_warn!(
+            tag,
+            "Main",
+            "Removed {rel}: no chunk or reference came for it in {}s.",
+            max_age.as_secs()
+        );
     }
 }
 

@@ -48,9 +48,6 @@ const WORKER_OUTSTANDING_MAX: usize = 10_000;
 /// consumes it, and a receiver keeps only a few dozen (our nodes 64) per connection.
 const ANSWERS_IN_FLIGHT_MAX: usize = 32;
 
-/// Characters of a failed request shown in the log.
-const LOGGED_REQUEST_CHARS: usize = 200;
-
 const QUEUED: &[u8] = b"Added request to SendSync requests queue";
 const ASYNC_QUEUED: &[u8] = b"Added request to sendsync requests queue";
 const ANSWER_FORWARDED: &[u8] = b"Response forwarded to worker";
@@ -449,7 +446,7 @@ impl Master {
                     "Master",
                     "SendSync",
                     "Error in SendSync (parameters {}): {text}",
-                    shown(&queued.request)
+                    crate::proto::quote::quote_bytes(&queued.request)
                 );
             }
             if let Origin::Worker { conn, .. } = queued.origin {
@@ -717,15 +714,6 @@ fn local_error(local: ConnId, error: &WazuhError) -> LocalDelivery {
     super::local::relay_failure(local, error)
 }
 
-/// The start of a request, for the log.
-fn shown(request: &[u8]) -> String {
-    let text = String::from_utf8_lossy(request);
-    match text.char_indices().nth(LOGGED_REQUEST_CHARS) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.into_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,6 +726,5 @@ mod tests {
         );
         assert_eq!(split_client(b"x 1"), None);
         assert_eq!(split_client(b"12"), None);
-        assert_eq!(shown(&[b'a'; 300]).len(), LOGGED_REQUEST_CHARS + 3);
     }
 }

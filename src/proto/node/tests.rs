@@ -255,6 +255,10 @@ impl Sim {
                 }
                 file.extend_from_slice(&write.data);
             }
+            Output::RemoveFile { rel } => {
+                self.disk.remove(&(from, rel));
+            }
+            Output::RemoveEmptyDir { .. } => {}
             Output::ReadChunk {
                 conn,
                 rel,
@@ -394,10 +398,6 @@ impl Sim {
                     updated: 1,
                     errors: vec![],
                 })
-            }
-            Job::Remove { rel } => {
-                self.disk.remove(&(on, rel));
-                Ok(JobOutcome::Removed)
             }
             Job::Agents(job) => self.agent_job(on, job),
             Job::RulesetHashes => Ok(JobOutcome::RulesetHashes(Default::default())),

@@ -14,7 +14,9 @@ use super::relay_table::RelayTable;
 use super::ruleset::ReloadFlag;
 use super::strings_out::StringSends;
 use super::worker_sync::WorkerSync;
-use super::{flush_conn, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose};
+use super::{
+    expire_received, flush_conn, ConnId, Ctx, NodeSettings, Now, Output, PeerConn, Purpose,
+};
 use crate::metrics::Metrics;
 use crate::proto::command::Command;
 use crate::proto::connection::Event;
@@ -111,7 +113,13 @@ impl Worker {
         }
         Metrics::global().set_ready(false, "not connected to the master");
         let mut failed = Vec::new();
-        if let Link::AwaitHelloReply { mut peer, .. } | Link::Connected { mut peer, .. } = old {
+        if let Link::AwaitHelloReply { conn, mut peer, .. }
+        | Link::Connected { conn, mut peer, .. } = old
+        {
+            // What the master sent or we built for it does not outlive the link (§4.1.9).
+            peer.release_received_files();
+            flush_conn(ctx.outputs, conn, &mut peer);
+            ctx.scratch.conn_closed(conn, ctx.outputs);
             for purpose in peer.abandon_requests() {
                 if let Purpose::ForwardToLocal { local } = purpose {
                     failed.push(relay_failure(local, &WazuhError::new(3023)));
@@ -119,6 +127,20 @@ impl Worker {
             }
         }
         failed
+    }
+
+    /// The link's connection id, for the scratch files its tasks hold (0 when there is no link:
+    /// such files are then released with their task).
+    pub(super) fn link_conn(&self) -> ConnId {
+        self.current_conn().unwrap_or(0)
+    }
+
+    /// Deletes every file the master is sending or sent us and no task took (its sync task ended
+    /// without it).
+    pub(super) fn drop_received_files(&mut self) {
+        if let Some((_, peer)) = self.connected_peer() {
+            peer.release_received_files();
+        }
     }
 
     fn current_conn(&self) -> Option<ConnId> {
@@ -247,7 +269,7 @@ impl Worker {
                             tag,
                             "Keep Alive",
                             "Successful response from master: {}",
-                            String::from_utf8_lossy(&payload)
+                            crate::proto::quote::quote_bytes(&payload)
                         );
                         if let Link::Connected {
                             failed_keepalives, ..
@@ -415,6 +437,7 @@ impl Worker {
                 ..
             } => {
                 let conn = *conn;
+                expire_received(peer, &tag, ctx.settings, ctx.now);
                 if peer.payload_overdue(ctx.now.mono) {
                     clog_error!(tag, "Main", "Closing connection: incomplete message payload not received within deadline.");
                     return self.close(conn, ctx);

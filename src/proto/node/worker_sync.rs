@@ -86,14 +86,16 @@ impl WorkerSync {
         self.next_at = ctx.now.mono + ctx.settings.sync.sync_integrity;
     }
 
-    /// The link went down: tasks die with it; delete what we were sending.
+    /// The task is over (the link went down, or sending failed): delete the package we were
+    /// about to send or sending. A package still being built goes when its job ends.
     pub(super) fn reset(&mut self, ctx: &mut Ctx) {
-        if let SyncState::Sending { transfer, .. } =
-            std::mem::replace(&mut self.state, SyncState::Idle)
-        {
-            ctx.job(Job::Remove {
-                rel: transfer.rel.clone(),
-            });
+        match std::mem::replace(&mut self.state, SyncState::Idle) {
+            SyncState::Sending { transfer, .. } => ctx.release(&transfer.rel),
+            SyncState::AwaitTaskId {
+                package: Some(package),
+                ..
+            } => ctx.release(&package.rel),
+            _ => {}
         }
     }
 
@@ -155,6 +157,7 @@ impl Worker {
                     Dialect::V4_14 => ("cancel_task", format!("{task_id} {}", error.to_json())),
                 };
                 self.send(command, payload.as_bytes(), Purpose::Ignore, ctx);
+                self.drop_received_files();
                 self.sync.idle(ctx);
             }
             _ => {}
@@ -188,8 +191,7 @@ impl Worker {
                 self.sync.started = ctx.now.mono;
                 match ctx.settings.sync.dialect {
                     Dialect::V4_14 => {
-                        let rel = package_name(&ctx.settings.node_name, ctx);
-                        let job = ctx.job(Job::WorkerPackage { rel });
+                        let job = self.build_package(ctx);
                         self.sync.state = SyncState::Building { job, task_id: None };
                     }
                     Dialect::V4_3 => {
@@ -212,7 +214,7 @@ impl Worker {
                         "Error synchronizing integrity: {error}"
                     );
                     if let Some(p) = package.take() {
-                        ctx.job(Job::Remove { rel: p.rel });
+                        ctx.release(&p.rel);
                     }
                     return self.sync.idle(ctx);
                 }
@@ -220,8 +222,7 @@ impl Worker {
                 match package.take() {
                     Some(package) => self.start_sending(text, package, closing, ctx),
                     None => {
-                        let rel = package_name(&ctx.settings.node_name, ctx);
-                        let job = ctx.job(Job::WorkerPackage { rel });
+                        let job = self.build_package(ctx);
                         self.sync.state = SyncState::Building {
                             job,
                             task_id: Some(text),
@@ -245,6 +246,14 @@ impl Worker {
             }
             _ => {}
         }
+    }
+
+    /// Starts the job that writes this node's metadata package (the link's until it is sent).
+    fn build_package(&mut self, ctx: &mut Ctx) -> JobId {
+        let rel = package_name(&ctx.settings.node_name, ctx);
+        let conn = self.link_conn();
+        let files = [rel.as_str()];
+        ctx.scratch_job(Job::WorkerPackage { rel: rel.clone() }, conn, &files)
     }
 
     fn start_sending(
@@ -311,7 +320,7 @@ impl Worker {
                     Purpose::Ignore,
                     ctx,
                 );
-                ctx.job(Job::Remove { rel: transfer.rel });
+                ctx.release(&transfer.rel);
                 match closing {
                     Closing::Integrity => {
                         self.sync.state = SyncState::AwaitVerdict {
@@ -406,6 +415,8 @@ impl Worker {
                     "Error synchronizing files: {}",
                     WazuhError::from_payload(error.as_bytes())
                 );
+                // The package the master was sending will never be referenced (§4.1.9).
+                self.drop_received_files();
                 self.sync.idle(ctx);
                 ("ok", b"Error received".to_vec())
             }
@@ -434,9 +445,12 @@ impl Worker {
             .and_then(|(_, peer)| peer.take_received_file(&rel))
             == Some(true);
         if !intact {
-            let error = WazuhError::with_extra(3040, format!("{rel} did not arrive intact"));
+            let error = WazuhError::with_extra(
+                3040,
+                format!("{} did not arrive intact", crate::proto::quote::quote(&rel)),
+            );
             clog_error!(tag, "Integrity sync", "Error synchronizing files: {error}");
-            ctx.job(Job::Remove { rel });
+            // The receive table deleted it already (or never had it).
             self.sync.idle(ctx);
             return (
                 "err",
@@ -446,10 +460,13 @@ impl Worker {
         clog_info!(tag, "Integrity sync", "Starting.");
         self.sync.sync_started = ctx.now.mono;
         let extra_valid_rel = package_name(&ctx.settings.node_name, ctx);
-        let job = ctx.job(Job::Apply {
-            rel,
-            extra_valid_rel,
-        });
+        let conn = self.link_conn();
+        let files = [rel.as_str(), extra_valid_rel.as_str()];
+        let job = Job::Apply {
+            rel: rel.clone(),
+            extra_valid_rel: extra_valid_rel.clone(),
+        };
+        let job = ctx.scratch_job(job, conn, &files);
         self.sync.state = SyncState::Applying { job };
         ("ok", b"File correctly received".to_vec())
     }
@@ -467,8 +484,12 @@ impl Worker {
                 SyncState::Building { job, task_id },
                 Ok(JobOutcome::WorkerPackage { package, .. }),
             ) if *job == id => match task_id.take() {
-                Some(task_id) => self.start_sending(task_id, package, Closing::Integrity, ctx),
+                Some(task_id) => {
+                    ctx.hold_for_sending(&package.rel, self.link_conn());
+                    self.start_sending(task_id, package, Closing::Integrity, ctx)
+                }
                 None => {
+                    ctx.hold_for_sending(&package.rel, self.link_conn());
                     self.sync.state = SyncState::AwaitTaskId {
                         package: Some(package),
                         closing: Closing::Integrity,
@@ -542,6 +563,7 @@ impl Worker {
         Metrics::global().set_ready(true, "");
         match outcome {
             Some(package) => {
+                ctx.hold_for_sending(&package.rel, self.link_conn());
                 self.sync.state = SyncState::AwaitTaskId {
                     package: Some(package),
                     closing: Closing::ExtraValid,

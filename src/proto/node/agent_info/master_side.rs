@@ -251,11 +251,13 @@ impl Master {
                     clog_warn!(tag, SUBTAG, "{warning}");
                 }
                 if let Some(failure) = failure {
-                    clog_error!(
-                        tag,
-                        SUBTAG,
-                        "Error while processing agent-info chunks: {failure}"
-                    );
+                    // Nothing (or not all) was stored: the worker must hear an error, as from a
+                    // stock master whose database raised, so it keeps its records.
+                    let text =
+                        format!("error processing agent-info chunks in process pool: {failure}");
+                    let error = WazuhError::with_extra(3037, failure.clone());
+                    self.agent_info_fail(conn, &text, &error, ctx);
+                    return true;
                 }
                 for error in error_messages {
                     clog_error!(

@@ -203,7 +203,7 @@ impl Master {
             }
             _ => {
                 let full = *command == Command::SynWGCErr;
-                let text = String::from_utf8_lossy(payload);
+                let text = crate::proto::quote::quote_bytes(payload);
                 if let Some(peer) = self.workers.get(&conn) {
                     clog_error!(
                         peer.tag(),

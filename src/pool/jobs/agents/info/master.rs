@@ -56,6 +56,8 @@ struct Report {
     updated_chunks: usize,
     error_messages: Vec<String>,
     stale_skipped: usize,
+    /// Records that name no agent (no integer `id`): nothing they say can be applied.
+    without_id: usize,
     failure: Option<String>,
     warnings: Vec<String>,
 }
@@ -69,7 +71,13 @@ impl Report {
         .outcome()
     }
 
-    fn outcome(self) -> AgentOutcome {
+    fn outcome(mut self) -> AgentOutcome {
+        if self.without_id > 0 {
+            self.warnings.push(format!(
+                "Skipped {} agent records without an agent id.",
+                self.without_id
+            ));
+        }
         AgentOutcome::InfoApplied {
             updated_chunks: self.updated_chunks,
             error_messages: self.error_messages,
@@ -106,6 +114,9 @@ impl Report {
         list: &mut Vec<Value>,
         kind_of: impl Fn(&Value) -> Kind,
     ) {
+        let before = list.len();
+        list.retain(|r| record_id(r).is_some());
+        self.without_id += before - list.len();
         let Some(current) = current else {
             return;
         };

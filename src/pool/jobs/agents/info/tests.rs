@@ -321,6 +321,32 @@ fn http_apply_skips_stale_records_of_a_moved_agent() {
 }
 
 #[test]
+fn records_without_an_agent_id_are_skipped_with_a_warning_in_both_dialects() {
+    for dialect in [Dialect::V4_14, Dialect::V4_3] {
+        let db = database();
+        let master = env(&db, dialect, "master");
+        add_agent(&db, 8, "a8", &[]);
+        let records = json!([{"id": 8, "name": "a8", "connection_status": "active",
+                              "group_config_status": "synced", "version": "v9"},
+                             {"name": "nobody", "connection_status": "active"},
+                             {"id": "8", "name": "text id"}]);
+        let report = match dialect {
+            Dialect::V4_14 => http_report(json!({"syncreq": records})),
+            Dialect::V4_3 => socket_report(records),
+        };
+        let (updated, errors, _, failure, warnings) =
+            applied(apply(&master, "worker1", &report).unwrap());
+        assert_eq!((updated, errors, failure), (1, vec![], None), "{dialect:?}");
+        assert_eq!(
+            warnings,
+            ["Skipped 2 agent records without an agent id."],
+            "{dialect:?}"
+        );
+        assert_eq!(agent(&db, 8)["version"], "v9");
+    }
+}
+
+#[test]
 fn socket_apply_skips_stale_records_and_completes_partial_ones() {
     let db = database();
     let master = env(&db, Dialect::V4_3, "master");
