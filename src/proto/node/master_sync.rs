@@ -482,6 +482,17 @@ impl Master {
             return;
         };
         let tag = peer.tag();
+        if purpose == Purpose::SyncEnd {
+            if command == Command::Err {
+                clog_error!(
+                    tag,
+                    "Integrity sync",
+                    "The worker could not take the package: {}",
+                    WazuhError::from_payload(&payload)
+                );
+            }
+            return;
+        }
         let step = match (purpose, peer.sync.send.as_mut()) {
             (Purpose::SyncTaskId, Some(send)) if command == Command::Ok => {
                 send.task_id = Some(String::from_utf8_lossy(&payload).trim().to_string());
@@ -584,7 +595,7 @@ impl Master {
                 let _ = peer.conn.request(
                     "syn_m_c_e",
                     format!("{task} {rel}").as_bytes(),
-                    Purpose::Ignore,
+                    Purpose::SyncEnd,
                     ctx.now.mono,
                     timeout,
                 );

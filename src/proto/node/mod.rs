@@ -121,6 +121,8 @@ enum Purpose {
     SyncTaskId,
     /// A step of a file transfer (`new_file`, `file_upd`, `file_end`).
     FileStep,
+    /// Master: `syn_m_c_e`; an `err` answer (the worker could not take the package) is logged.
+    SyncEnd,
     /// A step of a long string we send (`new_str`, `str_upd`); `token` names the transfer.
     StringStep {
         token: u64,

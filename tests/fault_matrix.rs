@@ -1,0 +1,504 @@
+//! The fault matrix: real daemons under faults, both dialects. Every case ends with the worker
+//! holding exactly the master's files, no `.<name>.tmp` partial file on either node, no stray file
+//! in either node's `queue/cluster/`, and the surviving daemon's memory and open descriptors back
+//! near their level before the fault.
+//!
+//! Cases: the master killed with SIGKILL in the middle of a sync; the master restarted while
+//! agents register and report through the worker; the worker's disk full during a sync and the
+//! master's during a sync (small tmpfs mounts made here, then grown); a corrupted package; a slow
+//! and a dead wazuh-db under the master (the stand-in of `clusterd::harness::wdb_standin`); a
+//! thousand reconnects in a minute from scripted peers while a real worker stays in sync; a
+//! configuration error on restart. The worker killed mid-apply is `tests/crash_during_apply.rs`;
+//! the partition is `tests/partition.rs`.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clusterd::harness::{free_port, wait_until, Daemon, NodeSpec, ScriptedPeer, DEMO_KEY};
+use clusterd::proto::command::Command as Wire;
+use clusterd::store::WazuhDb;
+
+use common::{converged, differences, intervals, logs, tree, write, DAEMON};
+
+const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
+const DIALECTS: [&str; 2] = ["4.3.11", "4.14.7"];
+const T: Duration = Duration::from_secs(60);
+
+/// A daemon's resident memory (KiB) and open descriptors, from `/proc`.
+#[derive(Debug, Clone, Copy)]
+struct Footprint {
+    rss_kib: u64,
+    fds: usize,
+}
+
+fn footprint(daemon: &Daemon) -> Footprint {
+    let pid = daemon.pid().expect("the daemon runs");
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    Footprint { rss_kib, fds }
+}
+
+/// The fault left no lasting cost: descriptors back within a few of the level before, memory
+/// within what allocator caching explains.
+fn assert_near(before: Footprint, daemon: &Daemon, what: &str) {
+    let settle = Instant::now();
+    let mut after = footprint(daemon);
+    while after.fds > before.fds + 4 && settle.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        after = footprint(daemon);
+    }
+    assert!(
+        after.fds <= before.fds + 4,
+        "{what}: {} descriptors open after the fault, {} before",
+        after.fds,
+        before.fds
+    );
+    let allowed = before.rss_kib * 3 / 2 + 32 * 1024;
+    assert!(
+        after.rss_kib <= allowed,
+        "{what}: {} KiB resident after the fault, {} KiB before",
+        after.rss_kib,
+        before.rss_kib
+    );
+}
+
+/// Files in a node's `queue/cluster/` other than its local socket: scratch left behind.
+fn stray_scratch(home: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![home.join("queue/cluster")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The end state every case asserts: converged, no partial file, no stray scratch (waiting for
+/// the scratch of tasks that are still ending).
+fn assert_clean_convergence(master: &Daemon, worker: &Daemon, what: &str) {
+    assert!(
+        wait_until(T, || converged(&master.home, &worker.home)),
+        "{what}: {}{}",
+        differences(&master.home, &worker.home),
+        logs(&[("master", master), ("worker", worker)])
+    );
+    for (name, node) in [("master", master), ("worker", worker)] {
+        let partial = tree(&node.home).temporaries;
+        assert!(
+            partial.is_empty(),
+            "{what}: partial files on the {name}: {partial:?}"
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || stray_scratch(&node.home)
+                .is_empty()),
+            "{what}: stray scratch on the {name}: {:?}",
+            stray_scratch(&node.home)
+        );
+    }
+}
+
+/// Pseudo-random bytes (incompressible, so a package is as large as its files).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `count` files of `size` bytes under `etc/shared/fault/`, with contents of `generation`.
+fn populate(home: &Path, count: usize, size: usize, generation: u64) {
+    for i in 0..count {
+        let rel = format!("etc/shared/fault/file{i:03}.conf");
+        write(home, &rel, &noise(generation * 1000 + i as u64, size));
+    }
+}
+
+fn start_master(root: &Path, version: &str) -> (Daemon, u16) {
+    start_master_with(root, version, "")
+}
+
+/// A master with `toml` as its `etc/clusterd.toml`.
+fn start_master_with(root: &Path, version: &str, toml: &str) -> (Daemon, u16) {
+    let port = free_port().unwrap();
+    let home = root.join("master");
+    NodeSpec::master(port)
+        .with_cluster_json(intervals())
+        .write(&home)
+        .unwrap();
+    fs::write(home.join("etc/clusterd.toml"), toml).unwrap();
+    let master = Daemon::start(Path::new(DAEMON), &home, &["--wazuh-version", version]).unwrap();
+    assert!(
+        master.wait_for_log("[Local integrity] Finished", T),
+        "{}",
+        master.log()
+    );
+    (master, port)
+}
+
+fn start_worker(home: &Path, port: u16, version: &str) -> Daemon {
+    let worker = common::start(NodeSpec::worker("worker1", port), home, version);
+    assert!(
+        worker.wait_for_log("Successfully connected to master.", T),
+        "{}",
+        worker.log()
+    );
+    worker
+}
+
+/// Mounts a tmpfs of `size` (e.g. `"4m"`) at `dir` (made if missing); unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0770"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mount tmpfs at {} (the tests run as root)",
+            dir.display()
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A `cluster-load agents` child registering and reporting agents through a node.
+struct Load {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Load {
+    fn start(home: &Path, count: u32, duration_s: u32) -> Load {
+        let mut child = Command::new(LOAD)
+            .args(["agents", "--home"])
+            .arg(home)
+            .args([
+                "--count",
+                &count.to_string(),
+                "--duration",
+                &duration_s.to_string(),
+            ])
+            .args(["--keepalive-interval", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cluster-load starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Load { child, lines }
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Agents the master's database holds for `node`.
+fn agents_on(master: &Path, node: &str) -> usize {
+    let db = clusterd::store::WdbSocket::new(
+        master.join("queue/db/wdb"),
+        master.join("queue/sockets/wdb-http.sock"),
+    );
+    let sql =
+        format!("global sql SELECT COUNT(*) AS n FROM agent WHERE id > 0 AND node_name = '{node}'");
+    db.query(&sql)
+        .ok()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+        .and_then(|v| v[0]["n"].as_u64())
+        .unwrap_or(0) as usize
+}
+
+#[test]
+fn the_master_killed_mid_sync() {
+    for version in DIALECTS {
+        let root = tempfile::tempdir().unwrap();
+        let (mut master, port) = start_master(root.path(), version);
+        populate(&master.home, 40, 1 << 20, 1);
+        let worker = start_worker(&root.path().join("worker1"), port, version);
+        let before = footprint(&worker);
+        // The package is on its way (part of it on the worker's disk): kill the master.
+        let transfer = root.path().join("worker1/queue/cluster/worker1");
+        let caught = wait_until(T, || {
+            fs::read_dir(&transfer)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+        });
+        assert!(
+            caught,
+            "{version}: no package arrived{}",
+            logs(&[("master", &master), ("worker", &worker)])
+        );
+        master.kill9();
+        // The worker drops what it received, keeps whole files only, and waits for the master.
+        assert!(
+            wait_until(T, || stray_scratch(&worker.home).is_empty()),
+            "{version}: {:?}",
+            stray_scratch(&worker.home)
+        );
+        assert!(tree(&worker.home).temporaries.is_empty());
+        master.restart().unwrap();
+        assert_clean_convergence(&master, &worker, version);
+        assert_near(before, &worker, &format!("{version} worker"));
+    }
+}
+
+#[test]
+fn the_master_restarted_under_load() {
+    for version in DIALECTS {
+        let root = tempfile::tempdir().unwrap();
+        let (mut master, port) = start_master(root.path(), version);
+        populate(&master.home, 20, 64 * 1024, 1);
+        let worker = start_worker(&root.path().join("worker1"), port, version);
+        let load = Load::start(&worker.home, 300, 60);
+        assert!(
+            wait_until(T, || load.output().contains("registered 300/300")),
+            "{version}: {}",
+            load.output()
+        );
+        assert_clean_convergence(&master, &worker, version);
+        let before = footprint(&worker);
+        // Restart while the agents keep reporting and a file changes.
+        master.stop();
+        populate(&master.home, 20, 64 * 1024, 2);
+        master.restart().unwrap();
+        assert_clean_convergence(&master, &worker, version);
+        assert!(
+            wait_until(T, || agents_on(&master.home, "worker1") == 300),
+            "{version}: the master knows {} agents of worker1",
+            agents_on(&master.home, "worker1")
+        );
+        assert_near(before, &worker, &format!("{version} worker"));
+    }
+}
+
+#[test]
+fn the_workers_disk_full_during_a_sync() {
+    for version in DIALECTS {
+        let root = tempfile::tempdir().unwrap();
+        let (master, port) = start_master(root.path(), version);
+        populate(&master.home, 4, 256 * 1024, 1);
+        let home = root.path().join("worker1");
+        // The worker's whole install root on a small filesystem.
+        let disk = Tmpfs::mount(&home, "6m");
+        let worker = start_worker(&home, port, version);
+        assert_clean_convergence(&master, &worker, version);
+        let before = footprint(&worker);
+        // A sync larger than the space left: refused with an error, the old files kept whole.
+        let old = tree(&worker.home).files;
+        populate(&master.home, 4, 256 * 1024, 2);
+        populate(&master.home, 40, 256 * 1024, 3);
+        assert!(
+            wait_until(T, || master
+                .log()
+                .contains("The worker could not take the package")
+                && worker.log().contains("No space left on device")),
+            "{version}: no error{}",
+            logs(&[("master", &master), ("worker", &worker)])
+        );
+        let now = tree(&worker.home);
+        assert!(
+            now.temporaries.is_empty(),
+            "{version}: {:?}",
+            now.temporaries
+        );
+        for (rel, (content, _)) in &now.files {
+            let whole = old.get(rel).is_some_and(|(c, _)| c == content)
+                || tree(&master.home)
+                    .files
+                    .get(rel)
+                    .is_some_and(|(c, _)| c == content);
+            assert!(
+                whole,
+                "{version}: {rel} is neither the old nor the new file"
+            );
+        }
+        // Space comes back: the next rounds converge.
+        disk.resize("64m");
+        assert_clean_convergence(&master, &worker, version);
+        assert_near(before, &worker, &format!("{version} worker"));
+        drop(worker);
+    }
+}
+
+#[test]
+fn the_masters_disk_full_during_a_sync() {
+    for version in DIALECTS {
+        let root = tempfile::tempdir().unwrap();
+        let port = free_port().unwrap();
+        let home = root.path().join("master");
+        NodeSpec::master(port)
+            .with_cluster_json(intervals())
+            .write(&home)
+            .unwrap();
+        // The master's transfer directory on a filesystem too small for the package.
+        let disk = Tmpfs::mount(&home.join("queue/cluster"), "1m");
+        let master =
+            Daemon::start(Path::new(DAEMON), &home, &["--wazuh-version", version]).unwrap();
+        assert!(
+            master.wait_for_log("[Local integrity] Finished", T),
+            "{}",
+            master.log()
+        );
+        populate(&master.home, 8, 256 * 1024, 1);
+        let worker = start_worker(&root.path().join("worker1"), port, version);
+        let before = footprint(&master);
+        // The master cannot build the package: the worker hears an error and keeps its files.
+        assert!(
+            wait_until(T, || worker.log().contains("Error synchronizing files")),
+            "{version}: the worker was not told{}",
+            logs(&[("master", &master), ("worker", &worker)])
+        );
+        assert!(tree(&worker.home).temporaries.is_empty());
+        disk.resize("64m");
+        assert_clean_convergence(&master, &worker, version);
+        assert_near(before, &master, &format!("{version} master"));
+    }
+}
+
+#[test]
+fn a_thousand_reconnects_in_a_minute_while_a_worker_stays_in_sync() {
+    for version in DIALECTS {
+        let root = tempfile::tempdir().unwrap();
+        let (master, port) =
+            start_master_with(root.path(), version, "connections_per_ip_max = 200\n");
+        populate(&master.home, 10, 16 * 1024, 1);
+        let worker = start_worker(&root.path().join("worker1"), port, version);
+        assert_clean_convergence(&master, &worker, version);
+        let before = footprint(&master);
+        let started = Instant::now();
+        let churn = std::thread::spawn(move || {
+            let mut refused = 0;
+            for i in 0..1000 {
+                let Ok(mut peer) = ScriptedPeer::connect(&format!("127.0.0.1:{port}"), DEMO_KEY)
+                else {
+                    refused += 1;
+                    continue;
+                };
+                let hello = format!("churn{i} wazuh worker {version}");
+                match peer.request("hello", hello.as_bytes(), Duration::from_secs(10)) {
+                    Ok((Wire::Ok, _)) => {}
+                    _ => refused += 1,
+                }
+            }
+            refused
+        });
+        // Meanwhile files change on the master, and the real worker follows.
+        for generation in 2..6 {
+            populate(&master.home, 10, 16 * 1024, generation);
+            assert_clean_convergence(&master, &worker, version);
+        }
+        let refused = churn.join().unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(60),
+            "{version}: 1,000 reconnects took {took:?}"
+        );
+        assert_eq!(
+            refused, 0,
+            "{version}: {refused} of 1,000 reconnects refused"
+        );
+        assert_clean_convergence(&master, &worker, version);
+        assert_near(before, &master, &format!("{version} master"));
+    }
+}
+
+#[test]
+fn a_configuration_error_on_restart_touches_nothing() {
+    for version in DIALECTS {
+        let root = tempfile::tempdir().unwrap();
+        let (master, port) = start_master(root.path(), version);
+        populate(&master.home, 5, 4096, 1);
+        let mut worker = start_worker(&root.path().join("worker1"), port, version);
+        assert_clean_convergence(&master, &worker, version);
+        worker.stop();
+        let synced = tree(&worker.home).files;
+        // A broken cluster.json: refused with the file and position, nothing changed.
+        let json = worker.home.join("etc/cluster.json");
+        let good = fs::read_to_string(&json).unwrap();
+        fs::write(
+            &json,
+            "{\"intervals\": {\"worker\": {\"sync_integrity\": }}}",
+        )
+        .unwrap();
+        let (code, _, stderr) = clusterd::harness::run_with_home(
+            Path::new(DAEMON),
+            &worker.home,
+            &["-f", "-r", "--wazuh-version", version],
+        );
+        assert_eq!(code, 1, "{version}: {stderr}");
+        assert!(stderr.contains("cluster.json"), "{version}: {stderr}");
+        assert_eq!(tree(&worker.home).files, synced, "{version}: files changed");
+        assert!(!worker.home.join("var/run/wazuh-clusterd.lock").exists());
+        // Fixed, the worker starts and follows the master again.
+        fs::write(&json, good).unwrap();
+        populate(&master.home, 5, 4096, 2);
+        worker.restart().unwrap();
+        assert_clean_convergence(&master, &worker, version);
+    }
+}
