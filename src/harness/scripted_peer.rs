@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::proto::command::Command;
 use crate::proto::connection::{ConnLimits, Connection, Event};
 use crate::proto::crypto::Cipher;
+use crate::proto::frame::REQUEST_CHUNK_BYTES;
 use crate::proto::transfer::{OutgoingFile, Step};
 
 /// A request the other side sent us.
@@ -286,7 +287,8 @@ impl ScriptedPeer {
 
     /// Sends `content` with the file protocol as `rel` (relative to the install root).
     pub fn send_file(&mut self, rel: &str, content: &[u8], timeout: Duration) -> io::Result<()> {
-        let (mut file, mut step) = OutgoingFile::start(rel, content.len() as u64);
+        let (mut file, mut step) =
+            OutgoingFile::start(rel, content.len() as u64, REQUEST_CHUNK_BYTES);
         loop {
             step = match step {
                 Step::Request { command, payload } => {

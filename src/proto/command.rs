@@ -27,6 +27,19 @@ macro_rules! commands {
     };
 }
 
+impl Command {
+    /// Commands that only ever answer a request (`ok`, `err`, `ok-m`, `ok-c`, `error`). One that
+    /// matches no request of ours (a duplicate, or the late reply to a request that expired) is
+    /// dropped, never answered: answering it with `err` would start two nodes answering each
+    /// other's errors for ever.
+    pub fn is_reply(&self) -> bool {
+        matches!(
+            self,
+            Command::Ok | Command::Err | Command::OkM | Command::OkC
+        ) || matches!(self, Command::Other(name) if name == "error")
+    }
+}
+
 commands! {
     Ok => "ok",
     Err => "err",

@@ -5,6 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
+#[cfg(test)]
 use super::frame::REQUEST_CHUNK_BYTES;
 
 /// What the sender needs next.
@@ -51,9 +52,11 @@ impl OutgoingFile {
     }
 
     /// Starts a transfer of a file of `size` bytes; returns the `new_file` request to send.
-    pub fn start(rel: &str, size: u64) -> (OutgoingFile, Step) {
+    /// `frame_bytes` is the connection's message size (`ConnLimits::chunk_bytes`, stock
+    /// [`crate::proto::frame::REQUEST_CHUNK_BYTES`]): each `file_upd` fills one message, path and space included.
+    pub fn start(rel: &str, size: u64, frame_bytes: usize) -> (OutgoingFile, Step) {
         let wire = format!("/{rel}");
-        let chunk = REQUEST_CHUNK_BYTES - wire.len() - 1;
+        let chunk = frame_bytes.saturating_sub(wire.len() + 1).max(1);
         let file = OutgoingFile {
             rel: rel.to_string(),
             size,
@@ -156,8 +159,11 @@ mod tests {
     ) -> (Vec<u8>, Result<(), crate::proto::files::FileError>) {
         let mut receiver = IncomingFiles::new(Default::default());
         let now = std::time::Instant::now();
-        let (mut sender, mut step) =
-            OutgoingFile::start("queue/cluster/w1/p.zip", content.len() as u64);
+        let (mut sender, mut step) = OutgoingFile::start(
+            "queue/cluster/w1/p.zip",
+            content.len() as u64,
+            REQUEST_CHUNK_BYTES,
+        );
         let mut chunks = 0;
         let mut end_result = Ok(());
         loop {
@@ -208,7 +214,8 @@ mod tests {
 
     #[test]
     fn full_chunks_are_exactly_one_frame_of_plaintext() {
-        let (mut s, _) = OutgoingFile::start("queue/cluster/w1/p.zip", 20_000_000);
+        let (mut s, _) =
+            OutgoingFile::start("queue/cluster/w1/p.zip", 20_000_000, REQUEST_CHUNK_BYTES);
         let Step::Read { len, .. } = s.replied(false) else {
             panic!()
         };

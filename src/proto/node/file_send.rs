@@ -176,7 +176,8 @@ impl FileSends {
         };
         match result {
             Ok(JobOutcome::LocalFile { rel, bytes }) => {
-                let (transfer, step) = OutgoingFile::start(rel, *bytes);
+                let (transfer, step) =
+                    OutgoingFile::start(rel, *bytes, ctx.settings.limits.chunk_bytes);
                 self.sends[i].stage = Stage::Sending(transfer);
                 self.sends[i].progress = ctx.now.mono;
                 self.drive(i, step, peers, ctx, deliveries);

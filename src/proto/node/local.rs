@@ -89,6 +89,15 @@ impl LocalPeer {
     }
 }
 
+/// A peer's `ok`/`err` that answers no request of ours: logged at debug level and dropped.
+pub(super) fn stray_reply(conn: ConnId, counter: u32, command: &Command) {
+    clog_debug!(
+        "Main",
+        "Main",
+        "Dropped '{command}' (counter {counter}) on connection {conn}: it answers no request of ours."
+    );
+}
+
 /// The plain-text answer stock nodes give to an unknown command on the cluster wire, where a stock
 /// peer reads plain text as error 3000.
 pub(super) fn unknown_command(command: &Command) -> Vec<u8> {

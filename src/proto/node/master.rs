@@ -13,7 +13,7 @@ use super::dapi_master::MasterDapi;
 use super::file_send::FileSends;
 use super::groups::MasterGroups;
 use super::listing::{self, NodeEntry, WorkerStatus};
-use super::local::unknown_command;
+use super::local::{stray_reply, unknown_command};
 use super::local::{LocalDelivery, LocalReply};
 use super::master_sync::{LocalIntegrity, PeerSync};
 use super::reasons::{master_side, valid_node_name};
@@ -226,6 +226,9 @@ impl Master {
         payload: Vec<u8>,
         ctx: &mut Ctx,
     ) {
+        if command.is_reply() {
+            return stray_reply(conn, counter, &command);
+        }
         let reply: (&str, Vec<u8>) = match &command {
             Command::Hello => return self.hello(conn, counter, &payload, ctx),
             Command::EchoC => {
@@ -494,6 +497,10 @@ impl Master {
             }
         }
         for (conn, purposes) in expired {
+            let purposes: Vec<Purpose> = purposes
+                .into_iter()
+                .filter(|p| !self.sync_expired(conn, p, ctx))
+                .collect();
             self.agents_expired(conn, purposes, ctx);
         }
         for conn in stale {

@@ -496,17 +496,17 @@ impl Master {
         let step = match (purpose, peer.sync.send.as_mut()) {
             (Purpose::SyncTaskId, Some(send)) if command == Command::Ok => {
                 send.task_id = Some(String::from_utf8_lossy(&payload).trim().to_string());
-                let (transfer, step) = OutgoingFile::start(&send.package.rel, send.package.bytes);
+                let (transfer, step) = OutgoingFile::start(
+                    &send.package.rel,
+                    send.package.bytes,
+                    ctx.settings.limits.chunk_bytes,
+                );
                 send.transfer = Some(transfer);
                 step
             }
-            (Purpose::SyncTaskId, Some(send)) => {
+            (Purpose::SyncTaskId, Some(_)) => {
                 let error = WazuhError::from_payload(&payload);
-                clog_error!(tag, "Integrity sync", "Error sending zip file: {error}");
-                let rel = send.package.rel.clone();
-                peer.sync.release();
-                ctx.release(&rel);
-                return;
+                return send_failed(peer, &error, ctx);
             }
             (
                 Purpose::FileStep,
@@ -522,6 +522,38 @@ impl Master {
             _ => return,
         };
         self.drive(conn, step, ctx);
+    }
+
+    /// A sync request of ours to worker `conn` got no answer within `timeout_cluster_request`:
+    /// the package send ends and the worker is told (`syn_m_c_r`); an unanswered
+    /// `syn_m_c_e` is only logged. False if `purpose` is not the integrity sync's.
+    pub(super) fn sync_expired(&mut self, conn: ConnId, purpose: &Purpose, ctx: &mut Ctx) -> bool {
+        if !matches!(
+            purpose,
+            Purpose::SyncTaskId | Purpose::FileStep | Purpose::SyncEnd
+        ) {
+            return false;
+        }
+        let Some(peer) = self.workers.get_mut(&conn) else {
+            return true;
+        };
+        let error = WazuhError::new(3020);
+        if *purpose == Purpose::SyncEnd {
+            clog_error!(
+                peer.tag(),
+                "Integrity sync",
+                "The worker did not confirm the package: {error}"
+            );
+        } else if let Some(send) = peer.sync.send.as_ref() {
+            clog_error!(
+                peer.tag(),
+                "Integrity sync",
+                "Error sending zip file: {error}"
+            );
+            let task = send.task_id.clone();
+            abort_send(peer, task.as_deref(), &error, ctx);
+        }
+        true
     }
 
     /// The transport read the chunk the transfer asked for (or could not).
@@ -559,7 +591,6 @@ impl Master {
         let Some(peer) = self.workers.get_mut(&conn) else {
             return;
         };
-        let tag = peer.tag();
         let node = peer.name().to_string();
         let Some(send) = peer.sync.send.as_mut() else {
             return;
@@ -571,10 +602,7 @@ impl Master {
                     peer.conn
                         .request(command, &payload, Purpose::FileStep, ctx.now.mono, timeout)
                 {
-                    clog_error!(tag, "Integrity sync", "Error sending zip file: {e}");
-                    let rel = send.package.rel.clone();
-                    peer.sync.release();
-                    ctx.release(&rel);
+                    send_failed(peer, &e, ctx);
                 }
             }
             Step::Read { offset, len } => {
@@ -727,4 +755,18 @@ pub(super) fn package_name(worker: &str, ctx: &mut Ctx) -> String {
         .as_secs_f64();
     let hex = ctx.uuid().replace('-', "");
     format!("queue/cluster/{worker}/{worker}-{epoch:.6}-{hex}.zip")
+}
+
+/// The package send to `peer` failed: logged, the worker's lock freed, the package deleted.
+fn send_failed(peer: &mut WorkerPeer, error: &dyn std::fmt::Display, ctx: &mut Ctx) {
+    clog_error!(
+        peer.tag(),
+        "Integrity sync",
+        "Error sending zip file: {error}"
+    );
+    if let Some(send) = peer.sync.send.as_ref() {
+        let rel = send.package.rel.clone();
+        ctx.release(&rel);
+    }
+    peer.sync.release();
 }

@@ -58,6 +58,47 @@ enum End {
     Worker(usize, ConnId),
 }
 
+impl End {
+    /// The node this end belongs to (`None`: the master).
+    fn node(self) -> Option<usize> {
+        match self {
+            End::Master(_) => None,
+            End::Worker(i, _) => Some(i),
+        }
+    }
+}
+
+thread_local! {
+    /// The time the simulated databases see (Unix seconds): the virtual clock of the node whose
+    /// job or query runs, so a seed replays exactly.
+    static DB_NOW: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+fn db_clock() -> i64 {
+    DB_NOW.with(|now| now.get())
+}
+
+/// A fake package: `gen <n>` (or `gen none`) then filler up to `len` bytes.
+fn fake_package(generation: Option<u64>, filler: u8, len: usize) -> Vec<u8> {
+    let mut bytes = match generation {
+        Some(g) => format!("gen {g}\n"),
+        None => "gen none\n".to_string(),
+    }
+    .into_bytes();
+    bytes.resize(len, filler);
+    bytes
+}
+
+/// The generation a fake package carries, if it is one whole and unchanged.
+fn package_generation(bytes: &[u8], filler: u8, len: usize) -> Option<Option<u64>> {
+    let line = bytes.split(|b| *b == b'\n').next()?;
+    let generation = match std::str::from_utf8(line).ok()?.strip_prefix("gen ")? {
+        "none" => None,
+        n => Some(n.parse().ok()?),
+    };
+    (fake_package(generation, filler, len) == bytes).then_some(generation)
+}
+
 struct Sim {
     start: Instant,
     elapsed: Duration,
@@ -84,6 +125,41 @@ struct Sim {
     /// `release_jobs`.
     hold_agent_jobs: Vec<Option<usize>>,
     held_jobs: Vec<(Option<usize>, JobId, Job)>,
+    /// The faulty network and slow pool of the seeded runs (none: frames arrive at once, in
+    /// order, and jobs finish at once).
+    net: Option<FaultyNet>,
+    /// Each link's id, by both its ends: frames still travelling on a closed link are lost.
+    link_of: HashMap<End, u64>,
+    next_link: u64,
+    /// Each node's start count (restarts): jobs and local clients of an earlier run are lost.
+    incarnation: HashMap<Option<usize>, u64>,
+    /// Wall-clock offsets of nodes whose clock jumped, in seconds.
+    skew: HashMap<Option<usize>, i64>,
+    wall_base: SystemTime,
+    /// Which version of its files the master holds, and which each worker applied last (by
+    /// name): the fake packages carry these numbers, so the comparison is fed by the transfers.
+    generation: u64,
+    worker_generation: HashMap<String, u64>,
+    /// Size of the master's fake package.
+    package_bytes: usize,
+    /// The master's listener refuses every connection.
+    refuse: bool,
+    /// Local clients' requests and their answers.
+    asks: Vec<Ask>,
+}
+
+/// A local client's request (`cluster_control`, the API) and what it got back.
+struct Ask {
+    node: Option<usize>,
+    conn: ConnId,
+    client: Connection<()>,
+    /// When it was asked (virtual time).
+    asked: Duration,
+    command: String,
+    answer: Option<Vec<u8>>,
+    answered_at: Option<Duration>,
+    /// The node restarted before answering: the client saw its socket close.
+    lost: bool,
 }
 
 impl Sim {
@@ -113,6 +189,19 @@ impl Sim {
             client_keys: HashMap::new(),
             hold_agent_jobs: Vec::new(),
             held_jobs: Vec::new(),
+            net: None,
+            link_of: HashMap::new(),
+            next_link: 0,
+            incarnation: HashMap::new(),
+            skew: HashMap::new(),
+            // A real date: the databases compare it with registration dates, and clock jumps
+            // backwards stay after 1970.
+            wall_base: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000),
+            generation: 0,
+            worker_generation: HashMap::new(),
+            package_bytes: PACKAGE_BYTES,
+            refuse: false,
+            asks: Vec::new(),
         }
     }
 
@@ -143,12 +232,12 @@ impl Sim {
 
     /// Runs the held jobs now and delivers their results (`failure`: fails them instead).
     fn release_jobs(&mut self, failure: Option<&str>) {
-        let now = self.now();
         for (on, id, job) in std::mem::take(&mut self.held_jobs) {
             let result = match failure {
                 Some(e) => Err(e.to_string()),
                 None => self.run_job(on, job),
             };
+            let now = self.now_of(on);
             self.node(on).job_done(id, result, now);
         }
         self.settle();
@@ -168,8 +257,30 @@ impl Sim {
     fn now(&self) -> Now {
         Now {
             mono: self.start + self.elapsed,
-            wall: SystemTime::UNIX_EPOCH + self.elapsed,
+            wall: self.wall_base + self.elapsed,
         }
+    }
+
+    /// Points the databases' clock at `node`'s wall clock.
+    fn set_db_clock(&self, node: Option<usize>) {
+        let wall = self.now_of(node).wall;
+        let secs = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        DB_NOW.with(|now| now.set(secs.as_secs() as i64));
+    }
+
+    /// The time as `node` sees it: the monotonic clock is shared, the wall clock may have jumped.
+    fn now_of(&self, node: Option<usize>) -> Now {
+        let now = self.now();
+        let skew = self.skew.get(&node).copied().unwrap_or(0);
+        let by = Duration::from_secs(skew.unsigned_abs());
+        let wall = if skew >= 0 {
+            now.wall + by
+        } else {
+            now.wall.checked_sub(by).unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        Now { wall, ..now }
     }
 
     fn master(&mut self) -> &mut Node {
@@ -180,19 +291,19 @@ impl Sim {
     fn settle(&mut self) {
         for _ in 0..1000 {
             let mut moved = false;
-            let now = self.now();
             if let Some(m) = self.master.as_mut() {
                 for out in m.take_outputs() {
                     moved = true;
-                    self.apply(None, out, now);
+                    self.apply(None, out);
                 }
             }
             for i in 0..self.workers.len() {
                 for out in self.workers[i].take_outputs() {
                     moved = true;
-                    self.apply(Some(i), out, now);
+                    self.apply(Some(i), out);
                 }
             }
+            moved |= self.deliver_due();
             if !moved {
                 return;
             }
@@ -200,22 +311,32 @@ impl Sim {
         panic!("the simulation does not settle");
     }
 
-    fn apply(&mut self, from: Option<usize>, out: Output, now: Now) {
+    fn apply(&mut self, from: Option<usize>, out: Output) {
         let end = |conn| match from {
             None => End::Master(conn),
             Some(i) => End::Worker(i, conn),
         };
+        let now = self.now_of(from);
         match out {
             Output::Connect { conn, .. } => {
                 let i = from.unwrap();
-                match self.master.as_mut().and_then(|m| {
-                    m.accept_cluster(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000 + conn as u16, now)
-                }) {
+                let master_now = self.now_of(None);
+                let accepted = match self.master.as_mut() {
+                    Some(m) if !self.refuse => m.accept_cluster(
+                        IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        40000 + conn as u16,
+                        master_now,
+                    ),
+                    _ => None,
+                };
+                match accepted {
                     Some(mconn) => {
-                        self.peer_of
-                            .insert(End::Worker(i, conn), End::Master(mconn));
-                        self.peer_of
-                            .insert(End::Master(mconn), End::Worker(i, conn));
+                        let (w, m) = (End::Worker(i, conn), End::Master(mconn));
+                        self.peer_of.insert(w, m);
+                        self.peer_of.insert(m, w);
+                        self.next_link += 1;
+                        self.link_of.insert(w, self.next_link);
+                        self.link_of.insert(m, self.next_link);
                         self.workers[i].connected(conn, now);
                     }
                     None => self.workers[i].connect_failed(conn, "Connection refused", now),
@@ -231,24 +352,30 @@ impl Sim {
                 if from.is_some_and(|i| self.muted.contains(&i)) {
                     return;
                 }
+                if let Some(net) = self.net.as_mut() {
+                    let link = self.link_of[&end(conn)];
+                    let worker = from.or(to.node()).unwrap();
+                    return net.send(link, worker, to, frames, self.elapsed);
+                }
                 for f in frames {
-                    match to {
-                        End::Master(c) => self.master().receive(c, &f, now),
-                        End::Worker(i, c) => self.workers[i].receive(c, &f, now),
-                    }
+                    self.deliver(to, &f);
                 }
             }
             Output::Close { conn } => {
-                if let Some(to) = self.peer_of.remove(&end(conn)) {
-                    self.peer_of.remove(&to);
-                    match to {
-                        End::Master(c) => self.master().closed(c, now),
-                        End::Worker(i, c) => self.workers[i].closed(c, now),
-                    }
+                let Some(to) = self.peer_of.remove(&end(conn)) else {
+                    return;
+                };
+                let link = self.link_of.remove(&end(conn));
+                if let (Some(net), Some(link)) = (self.net.as_mut(), link) {
+                    // The other end hears of it after what is still on its way.
+                    let worker = from.or(to.node()).unwrap();
+                    return net.close(link, worker, to, self.elapsed);
                 }
+                self.closed_end(to);
             }
             Output::CreateDir { .. } => {}
             Output::WriteFile { write, .. } => {
+                self.check_scratch_path(&write.rel);
                 let file = self.disk.entry((from, write.rel)).or_default();
                 if write.truncate {
                     file.clear();
@@ -256,9 +383,10 @@ impl Sim {
                 file.extend_from_slice(&write.data);
             }
             Output::RemoveFile { rel } => {
+                self.check_scratch_path(&rel);
                 self.disk.remove(&(from, rel));
             }
-            Output::RemoveEmptyDir { .. } => {}
+            Output::RemoveEmptyDir { rel } => self.check_scratch_path(&rel),
             Output::ReadChunk {
                 conn,
                 rel,
@@ -277,8 +405,127 @@ impl Sim {
                 if matches!(job, Job::Agents(_)) && self.hold_agent_jobs.contains(&from) {
                     return self.held_jobs.push((from, id, job));
                 }
+                if let Some(net) = self.net.as_mut() {
+                    let run = self.incarnation.get(&from).copied().unwrap_or(0);
+                    return net.queue_job(from, run, id, job, self.elapsed);
+                }
                 let result = self.run_job(from, job);
                 self.node(from).job_done(id, result, now);
+            }
+        }
+    }
+
+    /// The node at `to` sees its connection closed by the other end.
+    fn closed_end(&mut self, to: End) {
+        self.peer_of.remove(&to);
+        self.link_of.remove(&to);
+        let now = self.now_of(to.node());
+        match to {
+            End::Master(c) => self.master().closed(c, now),
+            End::Worker(i, c) => self.workers[i].closed(c, now),
+        }
+    }
+
+    /// Hands a frame to the node at `to`, at that node's time.
+    fn deliver(&mut self, to: End, frame: &[u8]) {
+        let now = self.now_of(to.node());
+        match to {
+            End::Master(c) => self.master().receive(c, frame, now),
+            End::Worker(i, c) => self.workers[i].receive(c, frame, now),
+        }
+    }
+
+    /// Delivers the frames and finishes the jobs of the faulty network that are due; whether
+    /// anything moved.
+    fn deliver_due(&mut self) -> bool {
+        let Some(net) = self.net.as_mut() else {
+            return false;
+        };
+        let (arrivals, jobs) = net.due(self.elapsed);
+        let moved = !arrivals.is_empty() || !jobs.is_empty();
+        for (to, link, arrival) in arrivals {
+            if self.link_of.get(&to) != Some(&link) {
+                continue;
+            }
+            match arrival {
+                Arrival::Frame(frame) => self.deliver(to, &frame),
+                Arrival::Closed => self.closed_end(to),
+            }
+        }
+        for (on, run, id, job) in jobs {
+            if self.incarnation.get(&on).copied().unwrap_or(0) != run {
+                continue;
+            }
+            let result = self.run_job(on, job);
+            let now = self.now_of(on);
+            self.node(on).job_done(id, result, now);
+        }
+        moved
+    }
+
+    /// Every file a node writes or removes is scratch under `queue/cluster/` (the fake jobs
+    /// stand for everything else): a path anywhere else is a fault.
+    fn check_scratch_path(&self, rel: &str) {
+        assert!(
+            rel.starts_with("queue/cluster/") && !rel.split('/').any(|p| p == ".." || p.is_empty()),
+            "a node touched {rel:?}, outside its transfer directory"
+        );
+    }
+
+    /// Both ends of `worker`'s links (every link: `None`) see them break, as after a crash or a
+    /// network cut.
+    fn cut(&mut self, worker: Option<usize>) {
+        let mut links: Vec<End> = self
+            .peer_of
+            .keys()
+            .copied()
+            .filter(|e| worker.is_none() || e.node() == worker || self.peer_of[e].node() == worker)
+            .collect();
+        links.sort_by_key(|e| format!("{e:?}"));
+        for end in links {
+            self.peer_of.remove(&end);
+            self.link_of.remove(&end);
+            let now = self.now_of(end.node());
+            match end {
+                End::Worker(i, c) => self.workers[i].closed(c, now),
+                End::Master(c) => {
+                    if let Some(m) = self.master.as_mut() {
+                        m.closed(c, now)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The node's process dies and starts again: its links break, its jobs and local clients
+    /// are lost, its scratch files are removed at start-up (as the daemon does), its database
+    /// and synced files stay.
+    fn restart(&mut self, node: Option<usize>) {
+        match node {
+            None => self.cut(None),
+            Some(_) => self.cut(node),
+        }
+        *self.incarnation.entry(node).or_default() += 1;
+        let run = self.incarnation[&node];
+        for ask in self
+            .asks
+            .iter_mut()
+            .filter(|a| a.node == node && a.answer.is_none())
+        {
+            ask.lost = true;
+        }
+        self.disk
+            .retain(|(n, rel), _| *n != node || !rel.starts_with("queue/cluster/"));
+        let now = self.now_of(node);
+        let seed = 1000 * run + node.map_or(1, |i| 100 + i as u64);
+        match node {
+            None => {
+                let settings = self.master.as_ref().unwrap().settings.clone();
+                self.master = Some(Node::new(settings, seed, now).unwrap());
+            }
+            Some(i) => {
+                let settings = self.workers[i].settings.clone();
+                self.workers[i] = Node::new(settings, seed, now).unwrap();
             }
         }
     }
@@ -305,7 +552,10 @@ impl Sim {
                 })
             }
             Job::WorkerPackage { rel } => {
-                self.disk.insert((on, rel.clone()), vec![b'm'; 1000]);
+                let name = &self.workers[on.unwrap()].settings.node_name;
+                let generation = self.worker_generation.get(name).copied();
+                self.disk
+                    .insert((on, rel.clone()), fake_package(generation, b'm', 1000));
                 Ok(JobOutcome::WorkerPackage {
                     files: 3,
                     package: Package { rel, bytes: 1000 },
@@ -317,13 +567,11 @@ impl Sim {
                 out_rel,
                 ..
             } => {
-                assert_eq!(
-                    self.disk.remove(&(on, rel.clone())).map(|f| f.len()),
-                    Some(1000),
-                    "worker package {rel}"
-                );
+                let received = self.disk.remove(&(on, rel.clone())).unwrap_or_default();
+                let reported = package_generation(&received, b'm', 1000);
+                let reported = reported.unwrap_or_else(|| panic!("worker package {rel} damaged"));
                 let worker_client_keys = self.client_keys(worker.clone()).digest;
-                let in_sync = self.applied.get(&worker).copied().unwrap_or(0) > 0;
+                let in_sync = reported == Some(self.generation);
                 let entry = self.compared.entry(worker).or_default();
                 entry.0 += 1;
                 if in_sync {
@@ -337,8 +585,8 @@ impl Sim {
                         worker_client_keys,
                     });
                 }
-                self.disk
-                    .insert((on, out_rel.clone()), vec![b'p'; PACKAGE_BYTES]);
+                let package = fake_package(Some(self.generation), b'p', self.package_bytes);
+                self.disk.insert((on, out_rel.clone()), package);
                 let counts = SyncCounts {
                     missing: 2,
                     shared: 1,
@@ -347,7 +595,7 @@ impl Sim {
                 };
                 let package = Some(Package {
                     rel: out_rel,
-                    bytes: PACKAGE_BYTES as u64,
+                    bytes: self.package_bytes as u64,
                 });
                 Ok(JobOutcome::Compare {
                     received_files: 3,
@@ -362,13 +610,14 @@ impl Sim {
                 rel,
                 extra_valid_rel,
             } => {
-                assert_eq!(
-                    self.disk.remove(&(on, rel.clone())),
-                    Some(vec![b'p'; PACKAGE_BYTES]),
-                    "package {rel}"
-                );
+                let received = self.disk.remove(&(on, rel.clone())).unwrap_or_default();
+                let generation = package_generation(&received, b'p', self.package_bytes);
+                let Some(Some(generation)) = generation else {
+                    panic!("package {rel} damaged ({} bytes)", received.len());
+                };
                 let name = rel.split('/').nth(2).unwrap().to_string();
-                *self.applied.entry(name).or_default() += 1;
+                *self.applied.entry(name.clone()).or_default() += 1;
+                self.worker_generation.insert(name, generation);
                 let v43 = self.workers[on.unwrap()].settings.sync.dialect == Dialect::V4_3;
                 let extra_valid = v43.then(|| {
                     self.disk
@@ -424,7 +673,9 @@ impl Sim {
             Some(i) => self.workers[i].settings.clone(),
         };
         self.agent_envs.entry(on).or_insert_with(|| {
-            let db = crate::store::EmbeddedDb::in_memory().unwrap();
+            let db = crate::store::EmbeddedDb::in_memory()
+                .unwrap()
+                .with_clock(db_clock);
             db.set_worker_node(on.is_some());
             std::sync::Arc::new(crate::pool::AgentEnv {
                 db: std::sync::Arc::new(db),
@@ -436,8 +687,10 @@ impl Sim {
         })
     }
 
-    /// Agent-database jobs of the simulated nodes run for real against their databases.
+    /// Agent-database jobs of the simulated nodes run for real against their databases, at the
+    /// node's time.
     fn agent_job(&mut self, on: Option<usize>, job: AgentJob) -> JobResult {
+        self.set_db_clock(on);
         let env = self.agent_env(on);
         crate::pool::jobs::agents::run(env, job).map(crate::proto::jobs::JobOutcome::Agents)
     }
@@ -448,12 +701,13 @@ impl Sim {
         let end = self.elapsed + d;
         while self.elapsed < end {
             self.elapsed += step;
-            let now = self.now();
+            let now = self.now_of(None);
             if let Some(m) = self.master.as_mut() {
                 m.tick(now);
             }
-            for w in self.workers.iter_mut() {
-                w.tick(now);
+            for i in 0..self.workers.len() {
+                let now = self.now_of(Some(i));
+                self.workers[i].tick(now);
             }
             self.settle();
         }
@@ -470,66 +724,91 @@ impl Sim {
             .collect()
     }
 
-    /// Asks a node's local server, answering relayed results like `cluster_control` does.
+    /// Asks a node's local server, answering relayed results like `cluster_control` does, and
+    /// waits for the answer without moving the clock.
     fn local_call(&mut self, node: Option<usize>, command: &str, payload: &[u8]) -> Value {
-        let now = self.now();
+        let ask = self.ask(node, command, payload);
+        for _ in 0..50 {
+            self.settle();
+            self.poll_asks();
+            if self.asks[ask].answer.is_some() {
+                break;
+            }
+        }
+        let answer = self.asks.remove(ask).answer.expect("no answer");
+        serde_json::from_slice(&answer).unwrap()
+    }
+
+    /// A local client connects to `node` and sends one request; returns its index in `asks`.
+    fn ask(&mut self, node: Option<usize>, command: &str, payload: &[u8]) -> usize {
+        let now = self.now_of(node);
         let mut client: Connection<()> = Connection::new(Cipher::Plain, ConnLimits::default(), 7);
         client
             .request(command, payload, (), now.mono, Duration::from_secs(5))
             .unwrap();
-        fn target(sim: &mut Sim, node: Option<usize>) -> &mut Node {
-            match node {
-                None => sim.master(),
-                Some(i) => &mut sim.workers[i],
-            }
-        }
-        let conn = target(self, node).accept_local(now);
+        let conn = self.node(node).accept_local(now);
         for f in client.take_outbox() {
-            target(self, node).receive(conn, &f, now);
+            self.node(node).receive(conn, &f, now);
         }
-        let mut answer = None;
-        for _ in 0..50 {
-            for out in target(self, node).take_outputs() {
-                self.apply(node, out, now);
+        self.asks.push(Ask {
+            node,
+            conn,
+            client,
+            asked: self.elapsed,
+            command: command.to_string(),
+            answer: None,
+            answered_at: None,
+            lost: false,
+        });
+        self.asks.len() - 1
+    }
+
+    /// Hands the local clients what their nodes sent them; a client that has its answer
+    /// disconnects.
+    fn poll_asks(&mut self) {
+        let now = self.now();
+        for i in 0..self.asks.len() {
+            let ask = &mut self.asks[i];
+            if ask.answer.is_some() || ask.lost {
+                continue;
             }
+            let (node, conn) = (ask.node, ask.conn);
             let mut events = Vec::new();
-            let mine: Vec<bytes::Bytes> = self
-                .unrouted
-                .iter()
-                .filter(|(n, c, _)| *n == node && *c == conn)
-                .map(|(_, _, f)| f.clone())
-                .collect();
-            self.unrouted
-                .retain(|(n, c, _)| !(*n == node && *c == conn));
-            for f in mine {
-                client.receive(&f, now.mono, &mut events).unwrap();
+            let mut kept = Vec::new();
+            for (n, c, f) in std::mem::take(&mut self.unrouted) {
+                if n == node && c == conn {
+                    ask.client.receive(&f, now.mono, &mut events).unwrap();
+                } else {
+                    kept.push((n, c, f));
+                }
             }
+            self.unrouted = kept;
             for e in events {
                 match e {
                     Event::Reply { payload, .. } if payload != b"Sent request to master node" => {
-                        answer = Some(payload)
+                        ask.answer = Some(payload)
                     }
+                    // A relayed result, or the error that ended the relay.
                     Event::Request {
                         payload, command, ..
                     } => {
-                        assert_eq!(
-                            command,
-                            crate::proto::command::Command::ControlRes,
-                            "{}",
+                        use crate::proto::command::Command;
+                        assert!(
+                            matches!(command, Command::ControlRes | Command::Err),
+                            "{command:?} {}",
                             String::from_utf8_lossy(&payload)
                         );
-                        answer = Some(payload)
+                        ask.answer = Some(payload)
                     }
                     _ => {}
                 }
             }
-            if answer.is_some() {
-                break;
+            if ask.answer.is_some() {
+                ask.answered_at = Some(self.elapsed);
+                let now = self.now_of(node);
+                self.node(node).closed(conn, now);
             }
-            self.settle();
         }
-        target(self, node).closed(conn, now);
-        serde_json::from_slice(&answer.expect("no answer")).unwrap()
     }
 }
 
@@ -537,6 +816,7 @@ use crate::config::Dialect;
 use crate::proto::connection::{Connection, Event};
 use crate::proto::crypto::Cipher;
 use crate::proto::jobs::{AgentJob, Job, JobId, JobResult};
+use faulty_net::{Arrival, FaultyNet};
 
 fn good(name: &str) -> NodeSettings {
     settings(name, false, "wazuh", "4.3.11", KEY)
@@ -717,23 +997,15 @@ fn a_worker_that_drops_mid_transfer_frees_its_lock_and_syncs_after_reconnecting(
             break;
         }
     }
-    let now = sim.now();
-    let links: Vec<End> = sim.peer_of.keys().copied().collect();
-    for end in links {
-        if let End::Worker(i, c) = end {
-            sim.workers[i].closed(c, now);
-        }
-        if let End::Master(c) = end {
-            sim.master().closed(c, now);
-        }
-    }
-    sim.peer_of.clear();
+    sim.cut(None);
     sim.run_for(Duration::from_secs(15));
     assert_eq!(sim.applied.get("w1"), Some(&1));
     assert!(sim.compared["w1"].1 >= 1);
 }
 
 mod agent_info;
+mod chaos;
+mod faulty_net;
 mod groups;
 mod sendsync;
 

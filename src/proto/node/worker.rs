@@ -8,7 +8,7 @@ use super::agent_info::WorkerAgentInfo;
 use super::dapi_worker::WorkerDapi;
 use super::file_send::FileSends;
 use super::groups::WorkerGroups;
-use super::local::{relay_failure, unknown_command, LocalDelivery};
+use super::local::{relay_failure, stray_reply, unknown_command, LocalDelivery};
 use super::reasons::{worker_side, SILENT_REFUSAL};
 use super::relay_table::RelayTable;
 use super::ruleset::ReloadFlag;
@@ -318,6 +318,9 @@ impl Worker {
                     }
                 }
                 Event::Request {
+                    counter, command, ..
+                } if command.is_reply() => stray_reply(conn, counter, &command),
+                Event::Request {
                     counter,
                     command,
                     payload,
@@ -469,6 +472,7 @@ impl Worker {
                 for _ in 0..keepalive_timeouts {
                     deliveries.extend(self.keepalive_failed(&WazuhError::new(3020), ctx));
                 }
+                expired.retain(|p| !self.sync_expired(p, ctx));
                 self.sync_tick(ctx);
                 self.agents_expired(expired, ctx);
                 self.agents_tick(ctx);

@@ -123,6 +123,32 @@ impl Worker {
         self.send("syn_i_w_m_r", payload.as_bytes(), Purpose::Ignore, ctx);
     }
 
+    /// A sync request of ours got no answer within `timeout_cluster_request` (lost on the way, or
+    /// a master that stalls): the round ends with an error, the master is told so it frees our
+    /// lock, and the next round starts after `sync_integrity`. False if `purpose` is not the
+    /// integrity sync's.
+    pub(super) fn sync_expired(&mut self, purpose: &Purpose, ctx: &mut Ctx) -> bool {
+        let waited = match (purpose, &self.sync.state) {
+            (Purpose::Permission, SyncState::AwaitPermission) => "permission",
+            (Purpose::SyncTaskId, SyncState::AwaitTaskId { .. }) => "a task id",
+            (Purpose::FileStep, SyncState::Sending { .. }) => "the file transfer",
+            (Purpose::Permission | Purpose::SyncTaskId | Purpose::FileStep, _) => return true,
+            _ => return false,
+        };
+        let error = WazuhError::new(3020);
+        clog_error!(
+            Self::tag(ctx.settings),
+            "Integrity check",
+            "Error synchronizing integrity: the master did not answer in time ({waited}): {error}"
+        );
+        if *purpose != Purpose::Permission {
+            self.report_failure(&error, ctx);
+        }
+        self.sync.reset(ctx);
+        self.sync.idle(ctx);
+        true
+    }
+
     pub(super) fn sync_tick(&mut self, ctx: &mut Ctx) {
         let tag = Self::tag(ctx.settings);
         let now = ctx.now.mono;
@@ -263,7 +289,8 @@ impl Worker {
         closing: Closing,
         ctx: &mut Ctx,
     ) {
-        let (transfer, step) = OutgoingFile::start(&package.rel, package.bytes);
+        let (transfer, step) =
+            OutgoingFile::start(&package.rel, package.bytes, ctx.settings.limits.chunk_bytes);
         self.sync.state = SyncState::Sending {
             task_id,
             transfer,

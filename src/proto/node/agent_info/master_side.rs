@@ -2,7 +2,7 @@
 //! answers whether it is free), the string applied by a job off the loop, the result sent back with
 //! `syn_m_a_e` (or `syn_m_a_err`), and what `get_health` shows of it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -57,7 +57,7 @@ struct PeerAgentInfo {
 /// The master's agent-info state, for all workers.
 #[derive(Default)]
 pub(in crate::proto::node) struct MasterAgentInfo {
-    peers: HashMap<ConnId, PeerAgentInfo>,
+    peers: BTreeMap<ConnId, PeerAgentInfo>,
     /// Apply jobs in flight and their worker connection. A job whose task timed out or whose
     /// worker left stays here until it returns, so its late result is recognised and dropped.
     jobs: HashMap<JobId, ConnId>,

@@ -11,7 +11,7 @@
 //!   integrity metadata shows the key file that has them (see `keys.rs`);
 //! - splitting rounds per worker and writing its string run as a job, not on the event loop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -163,7 +163,7 @@ pub(in crate::proto::node) struct MasterGroups {
     state: Loop,
     reading: Option<Reading>,
     keys: KeyHistory,
-    peers: HashMap<ConnId, PeerGroups>,
+    peers: BTreeMap<ConnId, PeerGroups>,
     /// String-building jobs in flight, by worker connection.
     building: HashMap<JobId, ConnId>,
 }

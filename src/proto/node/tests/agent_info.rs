@@ -101,15 +101,7 @@ fn has(lines: &[String], wanted: &str) -> bool {
 
 /// Both ends see the link break (a crash or a network cut).
 fn cut_links(sim: &mut Sim) {
-    let now = sim.now();
-    let links: Vec<End> = sim.peer_of.keys().copied().collect();
-    sim.peer_of.clear();
-    for end in links {
-        match end {
-            End::Worker(i, c) => sim.workers[i].closed(c, now),
-            End::Master(c) => sim.master().closed(c, now),
-        }
-    }
+    sim.cut(None);
     sim.settle();
 }
 

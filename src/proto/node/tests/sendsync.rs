@@ -233,15 +233,7 @@ fn six_hundred_requests_share_a_few_batches_and_each_client_gets_its_own_answer(
 
 /// Cuts every link between the master and the workers.
 fn cut_links(sim: &mut Sim) {
-    let now = sim.now();
-    let links: Vec<End> = sim.peer_of.keys().copied().collect();
-    for end in links {
-        match end {
-            End::Worker(i, c) => sim.workers[i].closed(c, now),
-            End::Master(c) => sim.master().closed(c, now),
-        }
-    }
-    sim.peer_of.clear();
+    sim.cut(None);
 }
 
 #[test]
