@@ -93,7 +93,18 @@ pub fn decode_header(raw: &[u8; HEADER_BYTES]) -> Header {
         .iter()
         .position(|b| *b == b' ')
         .unwrap_or(COMMAND_NAME_BYTES_MAX);
-    let command = String::from_utf8_lossy(&name_part[..end]).into_owned();
+    // Command names are ASCII: any other byte (which no command has) shows as `?`, so a name
+    // stays within its 11 bytes and prints safely in logs and replies.
+    let command = name_part[..end]
+        .iter()
+        .map(|b| {
+            if b.is_ascii_graphic() {
+                *b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
     Header {
         counter,
         length,
@@ -108,6 +119,17 @@ mod tests {
 
     fn field(name: &str, divided: bool, last: bool) -> String {
         String::from_utf8(command_field(name, divided, last).unwrap().to_vec()).unwrap()
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh`, target `decoder`): non-UTF-8 bytes in the command field
+    /// became 3-byte replacement characters, a name longer than the field.
+    #[test]
+    fn a_command_field_of_foreign_bytes_stays_within_its_bytes() {
+        let mut raw = [0u8; HEADER_BYTES];
+        raw[8..20].copy_from_slice(b"\x00\x01xh\xff\xff\xff\xff\xff\xffab");
+        let header = decode_header(&raw);
+        assert_eq!(header.command, "??xh??????a");
+        assert!(header.command.len() <= COMMAND_NAME_BYTES_MAX);
     }
 
     #[test]
