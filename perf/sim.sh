@@ -37,8 +37,10 @@ done
 cargo test --lib --no-run --quiet 2>&1 | tail -3 >&2 || true
 started=$(date +%s)
 span=$(( (end - first + jobs - 1) / jobs ))
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# SIM_LOGS=DIR keeps each process's output there (progress lines every 100 seeds).
+logs="${SIM_LOGS:-$(mktemp -d)}"
+mkdir -p "$logs"
+[ -n "${SIM_LOGS:-}" ] || trap 'rm -rf "$logs"' EXIT
 pids=()
 for ((j = 0; j < jobs; j++)); do
     a=$(( first + j * span ))
@@ -52,6 +54,7 @@ done
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 grep -h -E "^seed [0-9]+ .*failed|replay:" "$logs"/*.log || true
+grep -h -E "^progress:" "$logs"/*.log | tail -n "$jobs" || true
 grep -h -E "^seeds " "$logs"/*.log
 echo "all: seeds $first..$end, $workers workers, $jobs processes, $(( $(date +%s) - started )) s, $([ $failed -eq 0 ] && echo 'no failure' || echo 'FAILURES above')"
 exit "$failed"

@@ -4,12 +4,12 @@
 //! reported on the workers reach the master within two `sync_agent_info` intervals; an agent
 //! removed on the master disappears from every `client.keys`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clusterd::control::client::LocalClient;
@@ -18,8 +18,9 @@ use clusterd::store::socket::WdbSocket;
 use clusterd::store::WazuhDb;
 use serde_json::{json, Value};
 
+use common::load::Load;
+
 const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
-const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
 
 const SYNC_INTEGRITY_S: u64 = 2;
 const RECALCULATE_S: u64 = 1;
@@ -43,61 +44,6 @@ fn intervals() -> Value {
 }
 
 /// A `cluster-load agents` child whose output lines are collected as they come.
-struct Load {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Load {
-    fn start(home: &Path, count: u32) -> Load {
-        let mut child = Command::new(LOAD)
-            .args(["agents", "--home"])
-            .arg(home)
-            .args([
-                "--count",
-                &count.to_string(),
-                "--duration",
-                "45",
-                "--keepalive-interval",
-                "2",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cluster-load starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Load { child, lines }
-    }
-
-    fn output(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// Start times (Unix seconds) of the keepalive rounds reported so far.
-    fn rounds(&self) -> Vec<f64> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l.strip_prefix("keepalive round "))
-            .filter_map(|rest| rest.split(" at ").nth(1))
-            .filter_map(|rest| rest.split(':').next())
-            .filter_map(|t| t.trim().parse().ok())
-            .collect()
-    }
-}
-
 /// Active key lines of a `client.keys`, by id.
 fn keys(home: &Path) -> BTreeMap<String, String> {
     fs::read_to_string(home.join("etc/client.keys"))
@@ -160,7 +106,7 @@ fn scenario(version: &str) {
     let mut loads: Vec<Load> = homes
         .iter()
         .zip(AGENTS)
-        .map(|(home, n)| Load::start(home, n))
+        .map(|(home, n)| Load::start(home, n, 45, 2))
         .collect();
     for (load, n) in loads.iter().zip(AGENTS) {
         let done = format!("registered {n}/{n}");

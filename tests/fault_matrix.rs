@@ -15,10 +15,8 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clusterd::harness::wdb_standin::{Behaviour, WdbStandIn};
@@ -26,116 +24,13 @@ use clusterd::harness::{free_port, wait_until, Daemon, NodeSpec, ScriptedPeer, D
 use clusterd::proto::command::Command as Wire;
 use clusterd::store::WazuhDb;
 
-use common::{converged, differences, intervals, logs, tree, write, DAEMON};
+use common::faults::{
+    assert_clean_convergence, assert_near, footprint, noise, populate, stray_scratch, T,
+};
+use common::load::Load;
+use common::{intervals, logs, tree, DAEMON};
 
-const LOAD: &str = env!("CARGO_BIN_EXE_cluster-load");
 const DIALECTS: [&str; 2] = ["4.3.11", "4.14.7"];
-const T: Duration = Duration::from_secs(60);
-
-/// A daemon's resident memory (KiB) and open descriptors, from `/proc`.
-#[derive(Debug, Clone, Copy)]
-struct Footprint {
-    rss_kib: u64,
-    fds: usize,
-}
-
-fn footprint(daemon: &Daemon) -> Footprint {
-    let pid = daemon.pid().expect("the daemon runs");
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    Footprint { rss_kib, fds }
-}
-
-/// The fault left no lasting cost: descriptors back within a few of the level before, memory
-/// within what allocator caching explains.
-fn assert_near(before: Footprint, daemon: &Daemon, what: &str) {
-    let settle = Instant::now();
-    let mut after = footprint(daemon);
-    while after.fds > before.fds + 4 && settle.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(200));
-        after = footprint(daemon);
-    }
-    assert!(
-        after.fds <= before.fds + 4,
-        "{what}: {} descriptors open after the fault, {} before",
-        after.fds,
-        before.fds
-    );
-    let allowed = before.rss_kib * 3 / 2 + 32 * 1024;
-    assert!(
-        after.rss_kib <= allowed,
-        "{what}: {} KiB resident after the fault, {} KiB before",
-        after.rss_kib,
-        before.rss_kib
-    );
-}
-
-/// Files in a node's `queue/cluster/` other than its local socket: scratch left behind.
-fn stray_scratch(home: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![home.join("queue/cluster")];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => out.push(path),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// The end state every case asserts: converged, no partial file, no stray scratch (waiting for
-/// the scratch of tasks that are still ending).
-fn assert_clean_convergence(master: &Daemon, worker: &Daemon, what: &str) {
-    assert!(
-        wait_until(T, || converged(&master.home, &worker.home)),
-        "{what}: {}{}",
-        differences(&master.home, &worker.home),
-        logs(&[("master", master), ("worker", worker)])
-    );
-    for (name, node) in [("master", master), ("worker", worker)] {
-        let partial = tree(&node.home).temporaries;
-        assert!(
-            partial.is_empty(),
-            "{what}: partial files on the {name}: {partial:?}"
-        );
-        assert!(
-            wait_until(Duration::from_secs(20), || stray_scratch(&node.home)
-                .is_empty()),
-            "{what}: stray scratch on the {name}: {:?}",
-            stray_scratch(&node.home)
-        );
-    }
-}
-
-/// Pseudo-random bytes (incompressible, so a package is as large as its files).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// `count` files of `size` bytes under `etc/shared/fault/`, with contents of `generation`.
-fn populate(home: &Path, count: usize, size: usize, generation: u64) {
-    for i in 0..count {
-        let rel = format!("etc/shared/fault/file{i:03}.conf");
-        write(home, &rel, &noise(generation * 1000 + i as u64, size));
-    }
-}
 
 fn start_master(root: &Path, version: &str) -> (Daemon, u16) {
     start_master_with(root, version, "")
@@ -162,12 +57,7 @@ fn start_master_on_standin(
         .write(&home)
         .unwrap();
     let wdb = WdbStandIn::start(&home, db_file).unwrap();
-    let master = Daemon::start(Path::new(DAEMON), &home, &["--wazuh-version", version]).unwrap();
-    assert!(
-        master.wait_for_log("[Local integrity] Finished", T),
-        "{}",
-        master.log()
-    );
+    let master = common::start_written_master(&home, version);
     (master, wdb, port)
 }
 
@@ -218,7 +108,7 @@ fn agents_agree(master: &Path, worker: &Path) -> bool {
 
 /// Registers `count` agents through `worker` and waits until the master holds them all.
 fn agents_reporting(master: &Daemon, worker: &Daemon, count: u32, version: &str) -> Load {
-    let load = Load::start(&worker.home, count, 120);
+    let load = Load::start(&worker.home, count, 120, 2);
     assert!(
         wait_until(T, || load
             .output()
@@ -244,12 +134,7 @@ fn start_master_with(root: &Path, version: &str, toml: &str) -> (Daemon, u16) {
         .write(&home)
         .unwrap();
     fs::write(home.join("etc/clusterd.toml"), toml).unwrap();
-    let master = Daemon::start(Path::new(DAEMON), &home, &["--wazuh-version", version]).unwrap();
-    assert!(
-        master.wait_for_log("[Local integrity] Finished", T),
-        "{}",
-        master.log()
-    );
+    let master = common::start_written_master(&home, version);
     (master, port)
 }
 
@@ -301,55 +186,6 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// A `cluster-load agents` child registering and reporting agents through a node.
-struct Load {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Load {
-    fn start(home: &Path, count: u32, duration_s: u32) -> Load {
-        let mut child = Command::new(LOAD)
-            .args(["agents", "--home"])
-            .arg(home)
-            .args([
-                "--count",
-                &count.to_string(),
-                "--duration",
-                &duration_s.to_string(),
-            ])
-            .args(["--keepalive-interval", "2"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cluster-load starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Load { child, lines }
-    }
-
-    fn output(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -411,7 +247,7 @@ fn the_master_restarted_under_load() {
         let (mut master, port) = start_master(root.path(), version);
         populate(&master.home, 20, 64 * 1024, 1);
         let worker = start_worker(&root.path().join("worker1"), port, version);
-        let load = Load::start(&worker.home, 300, 60);
+        let load = Load::start(&worker.home, 300, 60, 2);
         assert!(
             wait_until(T, || load.output().contains("registered 300/300")),
             "{version}: {}",
@@ -494,13 +330,7 @@ fn the_masters_disk_full_during_a_sync() {
             .unwrap();
         // The master's transfer directory on a filesystem too small for the package.
         let disk = Tmpfs::mount(&home.join("queue/cluster"), "1m");
-        let master =
-            Daemon::start(Path::new(DAEMON), &home, &["--wazuh-version", version]).unwrap();
-        assert!(
-            master.wait_for_log("[Local integrity] Finished", T),
-            "{}",
-            master.log()
-        );
+        let master = common::start_written_master(&home, version);
         populate(&master.home, 8, 256 * 1024, 1);
         let worker = start_worker(&root.path().join("worker1"), port, version);
         let before = footprint(&master);

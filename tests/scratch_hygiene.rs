@@ -5,6 +5,8 @@
 //! opens transfers and drops a thousand times leaves the master's disk as it found it, and a log
 //! line quotes only the start of a 5,000-character path.
 
+mod common;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use clusterd::proto::command::Command;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_wazuh-clusterd");
+use common::DAEMON;
 const T: Duration = Duration::from_secs(20);
 const DIALECTS: [&str; 2] = ["4.3.11", "4.14.7"];
 
@@ -59,12 +61,7 @@ fn start_master(root: &Path, version: &str, toml: &str) -> (Daemon, u16) {
     let home = root.join("master");
     NodeSpec::master(port).write(&home).unwrap();
     fs::write(home.join("etc/clusterd.toml"), toml).unwrap();
-    let master = Daemon::start(Path::new(DAEMON), &home, &["--wazuh-version", version]).unwrap();
-    assert!(
-        master.wait_for_log("[Local integrity] Finished", T),
-        "{}",
-        master.log()
-    );
+    let master = common::start_written_master(&home, version);
     (master, port)
 }
 

@@ -28,8 +28,10 @@ pub enum AgentJob {
     /// Worker: read the agents whose status changed since the last read (the database marks them
     /// synced) and build the string `syn_a_w_m` carries, in this node's dialect. `carry` is the
     /// string of an earlier round the master never confirmed: its records go first, less those a
-    /// newer record of the same agent supersedes, so a failed round loses nothing.
-    InfoRead { carry: Option<Bytes> },
+    /// newer record of the same agent supersedes, so a failed round loses nothing. The string is
+    /// kept on disk until the master confirms it; `recover` (the first read of this daemon) takes
+    /// the one a previous daemon kept as `carry`, so a restart loses nothing either.
+    InfoRead { carry: Option<Bytes>, recover: bool },
     /// Master: apply the agent-info string `worker` sent. Records older than what the master holds
     /// for an agent now served by another node are skipped (the stale-report rule).
     InfoApply { worker: String, payload: Bytes },

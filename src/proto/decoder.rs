@@ -13,7 +13,7 @@ use super::frame::{decode_header, Header, HEADER_BYTES};
 pub struct DecodeLimits {
     /// Largest `length` a frame header may announce.
     pub frame_bytes_max: usize,
-    /// Largest reassembled (divided) message.
+    /// Largest message, whole in one frame or reassembled from divided ones.
     pub message_bytes_max: usize,
     /// Divided messages that may be partially received at once on one connection.
     pub divided_messages_max: usize,
@@ -181,6 +181,14 @@ impl Decoder {
                     payload: partial.data.freeze(),
                 }))
             }
+            // A whole message in one frame is bounded like a divided one.
+            None if payload.len() > self.limits.message_bytes_max => {
+                Err(DecodeError::MessageTooLarge {
+                    counter,
+                    bytes: payload.len(),
+                    max: self.limits.message_bytes_max,
+                })
+            }
             None => Ok(Some(RawMessage {
                 counter,
                 command: header.command,
@@ -283,6 +291,24 @@ mod tests {
             d.feed(&wire, now, &mut out),
             Err(DecodeError::TooManyDivided { max: 2 })
         );
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh`, target `decoder`): a message in a single frame was
+    /// bounded by the frame limit only, not by the message limit.
+    #[test]
+    fn a_single_frame_message_is_bounded_by_the_message_limit() {
+        let limits = DecodeLimits {
+            frame_bytes_max: 100,
+            message_bytes_max: 15,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut d = Decoder::new(limits);
+        assert!(matches!(
+            d.feed(&frame(1, "x", false, &[0; 16]), Instant::now(), &mut out),
+            Err(DecodeError::MessageTooLarge { bytes: 16, .. })
+        ));
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -202,4 +202,16 @@ mod tests {
             Some("agent-groups")
         );
     }
+
+    /// Found by fuzzing (`fuzz/run.sh`, target `metadata`): serde_json's fast float parser did not
+    /// read every `mod_time` back as written (1.700000201e215 became 1.7000002009999999e215); the
+    /// `float_roundtrip` parser does.
+    #[test]
+    fn a_mod_time_reads_back_as_written() {
+        let json = br#"{"etc/x": {"mod_time": 1.700000201e215, "cluster_item_key": "etc/", "merged": false, "md5": "a"}}"#;
+        let meta = parse(json, HashKind::Md5).unwrap();
+        let again = serde_json::to_vec(&to_json(&meta, HashKind::Md5)).unwrap();
+        let back = parse(&again, HashKind::Md5).unwrap();
+        assert_eq!(to_json(&back, HashKind::Md5), to_json(&meta, HashKind::Md5));
+    }
 }

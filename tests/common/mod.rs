@@ -5,6 +5,9 @@
 //! Each test binary uses only part of this module.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod load;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -50,6 +53,20 @@ pub fn write(home: &Path, rel: &str, content: &[u8]) {
     let path = home.join(rel);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, content).unwrap();
+}
+
+/// Starts the master written at `home` and waits until it computed its local integrity.
+pub fn start_written_master(home: &Path, version: &str) -> Daemon {
+    let master = Daemon::start(Path::new(DAEMON), home, &["--wazuh-version", version]).unwrap();
+    assert!(
+        master.wait_for_log(
+            "[Local integrity] Finished",
+            std::time::Duration::from_secs(60)
+        ),
+        "{}",
+        master.log()
+    );
+    master
 }
 
 /// Writes the install root of a node with the short intervals and starts it.

@@ -6,7 +6,8 @@
 //! Reading marks the agents synced in the worker's database, so a round that fails afterwards
 //! (string refused, master error, link lost, no result) would lose their changes. The worker keeps
 //! the string of such a round and hands it to the next read job, which sends it again merged with
-//! newer changes; only the master's `syn_m_a_e` releases it.
+//! newer changes; only the master's `syn_m_a_e` releases it. The read job also keeps the string
+//! on disk, for the next daemon if this one dies before the master confirmed it.
 
 use std::time::Instant;
 
@@ -57,6 +58,9 @@ pub(super) struct WorkerAgentInfo {
     /// When the current round asked for permission: rounds start a period apart, however long
     /// one takes, so a change waits at most two periods.
     asked_at: Option<Instant>,
+    /// A read succeeded since this daemon started: the string an earlier daemon kept on disk
+    /// has been taken up.
+    recovered: bool,
 }
 
 impl Worker {
@@ -123,7 +127,8 @@ impl Worker {
                 let started = ctx.now.mono;
                 self.agent_info.last_start = Some(started);
                 let carry = self.agent_info.unsent.clone();
-                let job = ctx.job(Job::Agents(AgentJob::InfoRead { carry }));
+                let recover = !self.agent_info.recovered;
+                let job = ctx.job(Job::Agents(AgentJob::InfoRead { carry, recover }));
                 self.agent_info.round = Round::Reading { job, started };
             }
             Round::Sending { started } if command == Command::Ok => {
@@ -255,6 +260,7 @@ impl Worker {
             self.agent_info.orphan_read = None;
             match result {
                 Ok(JobOutcome::Agents(AgentOutcome::InfoRead { payload, error, .. })) => {
+                    self.agent_info.recovered = true;
                     if let Some(e) = error {
                         clog_error!(tag, SUBTAG, "Error synchronizing agent info: {e}");
                     }
@@ -279,6 +285,7 @@ impl Worker {
                 agents,
                 error,
             })) => {
+                self.agent_info.recovered = true;
                 if let Some(e) = error {
                     clog_error!(tag, SUBTAG, "Error synchronizing agent info: {e}");
                 }

@@ -146,6 +146,8 @@ struct Sim {
     refuse: bool,
     /// Local clients' requests and their answers.
     asks: Vec<Ask>,
+    /// The nodes' install roots on disk, for what the agent jobs keep there across restarts.
+    homes: tempfile::TempDir,
 }
 
 /// A local client's request (`cluster_control`, the API) and what it got back.
@@ -202,6 +204,7 @@ impl Sim {
             package_bytes: PACKAGE_BYTES,
             refuse: false,
             asks: Vec::new(),
+            homes: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -682,7 +685,10 @@ impl Sim {
                 daemons: None,
                 dialect: settings.sync.dialect,
                 node_name: settings.node_name.clone(),
-                home: std::path::PathBuf::from("/nonexistent"),
+                home: self
+                    .homes
+                    .path()
+                    .join(on.map_or("master".to_string(), |i| format!("worker-{i}"))),
             })
         })
     }

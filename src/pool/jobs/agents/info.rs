@@ -18,6 +18,7 @@ use crate::store::{WazuhDb, WdbStatus, MAX_PAYLOAD};
 use crate::sync::pyjson;
 
 mod master;
+pub(super) mod pending;
 
 pub(super) use master::apply;
 

@@ -35,7 +35,20 @@ pub struct AgentEnv {
 /// Runs one agent job.
 pub(crate) fn run(env: &AgentEnv, job: AgentJob) -> Result<AgentOutcome, String> {
     match job {
-        AgentJob::InfoRead { carry } => info::read(env, carry.as_deref()),
+        AgentJob::InfoRead { carry, recover } => {
+            // The string of an earlier daemon's round the master never confirmed.
+            let carry = carry.or_else(|| recover.then(|| info::pending::load(&env.home)).flatten());
+            let mut outcome = info::read(env, carry.as_deref());
+            if let Ok(AgentOutcome::InfoRead { payload, error, .. }) = &mut outcome {
+                if let Err(e) = info::pending::store(&env.home, payload.as_deref()) {
+                    *error = Some(match error.take() {
+                        Some(first) => format!("{first}; {e}"),
+                        None => e,
+                    });
+                }
+            }
+            outcome
+        }
         AgentJob::InfoApply { worker, payload } => info::apply(env, &worker, &payload),
         AgentJob::GroupsCollect { full } => groups::collect(env, full),
         AgentJob::GroupsEnvelope {

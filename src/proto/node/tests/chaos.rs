@@ -413,6 +413,14 @@ fn seed_7_a_lost_sync_reply_does_not_stop_the_integrity_loop() {
     run_seed(7, 10).unwrap();
 }
 
+/// Found by seed 9 (and 6 % of the first 100 seeds): a worker restarted between reading its
+/// agents (which marks them synced) and the master's `syn_m_a_e` lost those changes for good; the
+/// string is now kept on disk until the master confirms it, and the next daemon sends it again.
+#[test]
+fn seed_9_a_restarted_worker_sends_the_agent_info_it_had_not_delivered() {
+    run_seed(9, WORKERS).unwrap();
+}
+
 /// Found by seed 4: a duplicated `err` reply matched no request, was taken for a request and
 /// answered `err`, which the other node took for a request too: the two exchanged errors for
 /// ever. A reply that answers nothing is now dropped.
@@ -495,6 +503,14 @@ fn seeded_runs_from_the_environment() {
                 println!("{e}");
                 failed.push(seed);
             }
+        }
+        let done = seed + 1 - seeds.start;
+        if done % 100 == 0 {
+            println!(
+                "progress: {done} seeds, {} failed, {:.0} s",
+                failed.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     println!(
