@@ -504,10 +504,7 @@ impl Sim {
     /// are lost, its scratch files are removed at start-up (as the daemon does), its database
     /// and synced files stay.
     fn restart(&mut self, node: Option<usize>) {
-        match node {
-            None => self.cut(None),
-            Some(_) => self.cut(node),
-        }
+        self.cut(node);
         *self.incarnation.entry(node).or_default() += 1;
         let run = self.incarnation[&node];
         for ask in self
