@@ -30,14 +30,17 @@ export FUZZ_TMPDIR="${FUZZ_TMPDIR:-/dev/shm}"
 [ -d "$FUZZ_TMPDIR" ] || export FUZZ_TMPDIR=/tmp
 
 # target:max_len. Bounds are chosen per input kind; parsers without a limit of their own also
-# cap their input inside the target (see each target's header).
+# cap their input inside the target (see each target's header). 16 KiB holds every structure of a
+# connection's frames, a metadata document or a package many times over (their size limits have
+# tests of their own); the node targets play sequences of messages: 4 KiB holds dozens of them,
+# and the payload parsers they reach have targets of their own with larger inputs.
 all="
 decoder:16384
 fernet:4096
-connection:65536
-metadata:65536
-package_zip:65536
-package_zlib:65536
+connection:16384
+metadata:16384
+package_zip:16384
+package_zlib:16384
 merged:65536
 dapi_request:16384
 ossec_conf:16384
@@ -46,9 +49,9 @@ authd:8192
 wdb_wire:4096
 wazuh_error:8192
 client_keys:16384
-node_master:16384
-node_worker:16384
-node_local:16384
+node_master:4096
+node_worker:4096
+node_local:4096
 "
 
 selected=""
