@@ -64,8 +64,8 @@ done
 
 # A fresh machine has no cargo-fuzz: install it from crates.io rather than fail on "no such command".
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "installing: cargo install cargo-fuzz --locked" >&2
-    cargo install cargo-fuzz --locked >&2 || { echo "could not install cargo-fuzz" >&2; exit 2; }
+    echo "installing: cargo install cargo-fuzz --locked --version 0.13.2" >&2
+    cargo install cargo-fuzz --locked --version 0.13.2 >&2 || { echo "could not install cargo-fuzz" >&2; exit 2; }
 fi
 
 # Built target by target: the seed writer (make_seeds) is no fuzz target and does not link
